@@ -98,6 +98,11 @@ class CaseRun:
         run = cls(session, case, directory)
         for name in ["main", *case.containers]:
             run.slots[name] = run.new_slot(name, number)
+        for slot in run.slots.values():
+            try:
+                run.prepare(slot)
+            except (TemplateError, CaseSkip):
+                pass  # it names another container's pid: written at its create
         return run
 
     def new_slot(self, name: str, number: int) -> Slot:
@@ -171,11 +176,11 @@ class CaseRun:
         return self.case.rootfs == "shared"
 
     def prepare(self, slot: Slot) -> None:
-        """Write the bundle of a slot; done at its first create, when placeholders are known."""
+        """Write the bundle of a slot: config.json and, unless it shares one, a rootfs copy."""
         if slot.config is not None:
             return
         config = self.config_for(slot)
-        if config["root"].get("path") == "rootfs":
+        if not self.share_rootfs(config):
             copy_rootfs(self.session.rootfs, slot.bundle / "rootfs")
         write_config(slot.bundle, config)
         slot.config = config
