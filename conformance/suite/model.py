@@ -27,7 +27,7 @@ REQUIRED_CASE_KEYS = {"name", "spec", "what"}
 
 COMMON_STEP_KEYS = {"ctr", "ok", "timeout"}
 STEP_KEYS: dict[str, set[str]] = {
-    "create": {"id", "bundle", "cwd", "leak_fd", "oom_score_adj", "max_seconds"},
+    "create": {"id", "bundle", "cwd", "leak_fd", "caller", "max_seconds"},
     "start": {"id", "max_seconds"},
     "kill": {"id", "signal"},
     "delete": {"id", "force"},

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -44,8 +45,7 @@ class Call:
     stdout: IO[Any] | None = None
     stderr: IO[Any] | None = None
     pass_fds: tuple[int, ...] = ()
-    oom_score_adj: int | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
+    caller: dict[str, int] = field(default_factory=dict)
 
 
 def runtime_env() -> dict[str, str]:
@@ -65,8 +65,18 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def set_oom_score_adj(value: int) -> None:
-    Path("/proc/self/oom_score_adj").write_text(str(value))
+def caller_setup(caller: dict[str, int]) -> Callable[[], None] | None:
+    """Process attributes the runtime inherits from its caller (umask, oom_score_adj)."""
+    if not caller:
+        return None
+
+    def setup() -> None:
+        if "umask" in caller:
+            os.umask(caller["umask"])
+        if "oom_score_adj" in caller:
+            Path("/proc/self/oom_score_adj").write_text(str(caller["oom_score_adj"]))
+
+    return setup
 
 
 class Runtime:
@@ -81,8 +91,6 @@ class Runtime:
 
     def call(self, call: Call) -> Result:
         argv = self.argv(call.args)
-        env = {**runtime_env(), **call.extra_env}
-        adj = call.oom_score_adj
         began = time.monotonic()
         proc = subprocess.Popen(
             argv,
@@ -90,10 +98,10 @@ class Runtime:
             stdout=call.stdout or subprocess.PIPE,
             stderr=call.stderr or subprocess.PIPE,
             cwd=call.cwd,
-            env=env,
+            env=runtime_env(),
             pass_fds=call.pass_fds,
             start_new_session=True,
-            preexec_fn=(lambda: set_oom_score_adj(adj)) if adj is not None else None,
+            preexec_fn=caller_setup(call.caller),
         )
         try:
             out, err = proc.communicate(timeout=call.timeout)

@@ -129,7 +129,7 @@ def op_create(run: CaseRun, step: Step) -> None:
     args += console_args(run, slot) + container_id(run, step, slot)
     with container_stdio(slot) as (out, err), leaked_fd(bool(step.args.get("leak_fd"))) as fds:
         call = Call(args, timeout_of(run, step), step_cwd(run, step, slot), out, err, fds)
-        call.oom_score_adj = step.args.get("oom_score_adj")
+        call.caller = step.args.get("caller") or {}
         result = run.session.runtime.call(call)
     result.stderr = slot.stderr.read_text(errors="replace")
     if result.rc == 0 and "id" not in step.args:
