@@ -156,31 +156,34 @@ class CaseRun:
         return render(value, self.lookup)
 
     def rootfs_path(self, slot: Slot) -> str:
-        config = slot.config or self.config_for(slot)
-        path = Path((config.get("root") or {}).get("path", "rootfs"))
-        return str(path if path.is_absolute() else slot.bundle / path)
+        configured = (slot.patch.get("root") or {}).get("path")
+        if configured is not None:
+            path = Path(str(self.render(configured)))
+            return str(path if path.is_absolute() else slot.bundle / path)
+        return str(self.session.rootfs if self.shares_rootfs(slot) else slot.bundle / "rootfs")
+
+    def shares_rootfs(self, slot: Slot) -> bool:
+        """Decided on the unrendered config: a placeholder path counts as one to create."""
+        if self.case.rootfs != "auto":
+            return self.case.rootfs == "shared"
+        return fits_shared_rootfs(merge_patch(default_config(), slot.patch), self.session.rootfs)
 
     def config_for(self, slot: Slot) -> dict[str, Any]:
         config = default_config()
         config["linux"]["cgroupsPath"] = slot.cgroup
+        if self.shares_rootfs(slot):
+            config["root"]["path"] = str(self.session.rootfs)
         config = merge_patch(config, self.render(slot.patch))
         if self.case.probe is not None and not patch_sets(slot.patch, "process", "args"):
             config["process"]["args"] = ["sh", "-c", self.render(self.case.probe)]
-        if self.share_rootfs(config) and not patch_sets(slot.patch, "root", "path"):
-            config["root"]["path"] = str(self.session.rootfs)
         return config
-
-    def share_rootfs(self, config: dict[str, Any]) -> bool:
-        if self.case.rootfs == "auto":
-            return fits_shared_rootfs(config, self.session.rootfs)
-        return self.case.rootfs == "shared"
 
     def prepare(self, slot: Slot) -> None:
         """Write the bundle of a slot: config.json and, unless it shares one, a rootfs copy."""
         if slot.config is not None:
             return
         config = self.config_for(slot)
-        if not self.share_rootfs(config):
+        if not self.shares_rootfs(slot):
             copy_rootfs(self.session.rootfs, slot.bundle / "rootfs")
         write_config(slot.bundle, config)
         slot.config = config

@@ -40,9 +40,14 @@ def run_case(session: Session, case: Case) -> Outcome:
     if reason:
         return Outcome(case, "skip", reason)
     began = time.monotonic()
-    run = CaseRun.begin(session, case)
+    try:
+        run = CaseRun.begin(session, case)
+    except Exception as error:  # its directory goes with the session's temp dir
+        return Outcome(case, "fail", f"suite error: {type(error).__name__}: {error}")
     try:
         outcome = run_steps(run)
+    except Exception as error:  # a bug in the suite must not stop the run or its cleanup
+        outcome = Outcome(case, "fail", f"suite error: {type(error).__name__}: {error}")
     finally:
         notes = clean_up(run)
     outcome.seconds = time.monotonic() - began
