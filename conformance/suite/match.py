@@ -98,7 +98,7 @@ def check_lacks(expected: Any, text: str) -> None:
 
 def check_regex(expected: Any, text: str) -> None:
     for pattern in as_list(expected):
-        if not re.search(pattern, text, re.MULTILINE):
+        if not re.search(pattern, text.rstrip(), re.MULTILINE):
             raise Mismatch(f"text matching /{pattern}/", short(text))
 
 
