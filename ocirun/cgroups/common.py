@@ -1,0 +1,163 @@
+"""What both drivers share: file access, the warning helper, the Manager interface.
+
+Everything here uses os.open/os.read/os.write on purpose: this runs on every `ocirun create`,
+and the buffered io layer, `re` or `typing` would each cost more than the writes themselves.
+"""
+
+import errno
+import os
+import sys
+
+from ocirun.errors import CgroupError
+
+UINT64_MAX = (1 << 64) - 1
+
+
+def warn(message: str) -> None:
+    """The one exit for cgroup warnings (the CLI will route this into its log)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_path(path: str) -> str:
+    """The whole file; raises OSError. Cgroup files are seq_files: read until end of file."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def read(directory: str, name: str) -> str:
+    path = f"{directory}/{name}"
+    try:
+        return read_path(path)
+    except OSError as e:
+        raise CgroupError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_optional(directory: str, name: str) -> str | None:
+    """The file's text, or None when the kernel does not provide it."""
+    path = f"{directory}/{name}"
+    try:
+        return read_path(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CgroupError(f"cannot read {path}: {e.strerror}") from None
+
+
+def write_errno(directory: str, name: str, value: str) -> int:
+    """Write value in one write(2); 0 or the errno, for the callers that retry on some errors."""
+    try:
+        fd = os.open(f"{directory}/{name}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except OSError as e:
+        return e.errno or errno.EIO
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        return e.errno or errno.EIO
+    finally:
+        os.close(fd)
+    return 0
+
+
+def write_error(directory: str, name: str, value: str, err: int) -> CgroupError:
+    message = f"cannot write {value!r} to {directory}/{name}: {os.strerror(err)}"
+    if err == errno.ENOENT:
+        exists = os.path.isdir(directory)
+        message += " (this kernel does not provide that file)" if exists else " (no such cgroup)"
+    return CgroupError(message)
+
+
+def write(directory: str, name: str, value: str) -> None:
+    if err := write_errno(directory, name, value):
+        raise write_error(directory, name, value, err)
+
+
+def parse_uint(text: str) -> int:
+    """A cgroup number; "max" is UINT64_MAX (runc's GetCgroupParamUint)."""
+    text = text.strip()
+    return UINT64_MAX if text == "max" else int(text)
+
+
+def key_values(text: str) -> dict[str, int]:
+    """`key value` lines (memory.stat, cpu.stat, pids.events...)."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value:
+            out[key] = parse_uint(value)
+    return out
+
+
+def num(value: int) -> str:
+    """A limit as cgroup v2 writes it: -1 is "max"."""
+    return "max" if value == -1 else str(value)
+
+
+def asks(section: object) -> bool:
+    """Whether a resources section sets anything at all (null, [] and {} set nothing)."""
+    if isinstance(section, dict):
+        return any(asks(v) for v in section.values())
+    if isinstance(section, list):
+        return bool(section)
+    return section is not None
+
+
+class Manager:
+    """One container's cgroup, in every hierarchy the host has. See the package docstring."""
+
+    path: str
+
+    def create(self) -> None:
+        """mkdir the cgroup (and its parents) in every hierarchy; idempotent."""
+        raise NotImplementedError
+
+    def add(self, pid: int) -> None:
+        """Move pid into the cgroup in every hierarchy."""
+        raise NotImplementedError
+
+    def apply(self, resources: dict) -> None:
+        """Write the config's linux.resources (runc's default device rules are appended)."""
+        raise NotImplementedError
+
+    def update(self, resources: dict) -> None:
+        """Write a live update in the same format; device rules are not updated (as runc)."""
+        raise NotImplementedError
+
+    def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
+        """What apply and update share: devices None leaves the device rules alone."""
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        """Freeze every process and return once the kernel reports the cgroup frozen."""
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and its sub-cgroups, sorted."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup (cgroup.kill where the kernel has it)."""
+        raise NotImplementedError
+
+    def stats(self) -> dict:
+        """The "data" object of runc's `events --stats` (runc 1.1 field names)."""
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        """rmdir the cgroup in every hierarchy, deepest first; missing directories are fine."""
+        raise NotImplementedError
+
+    def mount_sources(self) -> list[tuple[str, str, str]]:
+        """(subdirectory under the container's /sys/fs/cgroup, host directory, fstype)."""
+        raise NotImplementedError

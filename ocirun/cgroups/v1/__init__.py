@@ -1,0 +1,229 @@
+"""The cgroup v1 driver, for legacy hosts and for hybrid ones.
+
+On a hybrid host the process joins the cgroup2 hierarchy too (runc does), and a V2Manager on
+that hierarchy drives what lives there: the controllers bound to cgroup2 (hugetlb on the
+development machine) and `unified` keys.
+"""
+
+import errno
+import os
+
+from ocirun.cgroups.common import Manager, asks, warn, write_errno, write_error
+from ocirun.cgroups.detect import Host
+from ocirun.errors import CgroupError
+
+
+class V1Manager(Manager):
+    def __init__(self, host: Host, paths: dict[str, str], path: str):
+        """paths: the cgroup path in each hierarchy, by hierarchy name ("memory", "unified"...)."""
+        self.path = path
+        self._hierarchies = [(h, _join(h.mountpoint, paths[h.name])) for h in host.v1]
+        self._dirs = {c: d for h, d in self._hierarchies for c in h.controllers}
+        self._unified = host.v2
+        self._unified_path = paths[host.v2.name] if host.v2 else ""
+        self._unified_dir = _join(host.v2.mountpoint, self._unified_path) if host.v2 else ""
+
+    def _v2(self) -> Manager:
+        """The cgroup2 part of a hybrid host, for what needs more than mkdir and join."""
+        if self._unified is None:
+            raise CgroupError("this host has no cgroup2 hierarchy")
+        from ocirun.cgroups.v2 import V2Manager
+
+        return V2Manager(self._unified.mountpoint, self._unified_path, enable_all=False)
+
+    def _all_dirs(self) -> list[str]:
+        dirs = [directory for _, directory in self._hierarchies]
+        if self._unified_dir:
+            dirs.append(self._unified_dir)
+        return dirs
+
+    def create(self) -> None:
+        for directory in self._all_dirs():
+            try:
+                os.makedirs(directory, 0o755, exist_ok=True)
+            except OSError as e:
+                raise CgroupError(f"cannot create {directory}: {e.strerror}") from None
+        for hierarchy, directory in self._hierarchies:
+            if "cpuset" in hierarchy.controllers:
+                from ocirun.cgroups.v1 import cpuset
+
+                cpuset.prepare(hierarchy.mountpoint, directory)
+
+    def add(self, pid: int) -> None:
+        for directory in self._all_dirs():
+            if err := write_errno(directory, "cgroup.procs", str(pid)):
+                error = write_error(directory, "cgroup.procs", str(pid), err)
+                if err == errno.ENOSPC:
+                    error = CgroupError(
+                        f"{error} (empty cpuset.cpus or cpuset.mems: create() first)"
+                    )
+                raise error
+
+    def apply(self, resources: dict) -> None:
+        from ocirun.cgroups.devices import DEFAULT_RULES
+
+        self.write_resources(resources, [*(resources.get("devices") or []), *DEFAULT_RULES])
+
+    def update(self, resources: dict) -> None:
+        if "devices" in resources:
+            warn("update: device rules are not updated (as in runc)")
+        self.write_resources(resources, None)
+
+    def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
+        """In runc's subsystem order; devices None leaves the device rules alone."""
+        cpu = resources.get("cpu") or {}
+        cpuset_part = {k: v for k, v in cpu.items() if k in ("cpus", "mems")}
+        if cpuset_part and (directory := self._dir("cpuset", "cpu.cpus/mems", cpuset_part)):
+            from ocirun.cgroups.v1 import cpuset
+
+            cpuset.apply(directory, cpuset_part)
+        if devices is not None and (directory := self._dir("devices", "devices", devices)):
+            from ocirun.cgroups.v1 import devices as devices_controller
+
+            devices_controller.apply(directory, devices)
+        memory = resources.get("memory")
+        if memory and (directory := self._dir("memory", "memory", memory)):
+            from ocirun.cgroups.v1 import memory as memory_controller
+
+            memory_controller.apply(directory, memory)
+        cpu_part = {k: v for k, v in cpu.items() if k not in ("cpus", "mems")}
+        if cpu_part and (directory := self._dir("cpu", "cpu", cpu_part)):
+            from ocirun.cgroups.v1 import cpu as cpu_controller
+
+            cpu_controller.apply(directory, cpu_part)
+        if (pids := resources.get("pids")) and (directory := self._dir("pids", "pids", pids)):
+            from ocirun.cgroups import pids as pids_controller
+
+            pids_controller.apply(directory, pids)
+        blkio = resources.get("blockIO")
+        if blkio and (directory := self._dir("blkio", "blockIO", blkio)):
+            from ocirun.cgroups.v1 import blkio as blkio_controller
+
+            blkio_controller.apply(directory, blkio)
+        if hugepages := resources.get("hugepageLimits"):
+            self._hugetlb(hugepages)
+        network = resources.get("network") or {}
+        if "classID" in network and (directory := self._dir("net_cls", "network", network)):
+            from ocirun.cgroups.v1 import net_cls
+
+            net_cls.apply(directory, network)
+        if "priorities" in network and (directory := self._dir("net_prio", "network", network)):
+            from ocirun.cgroups.v1 import net_prio
+
+            net_prio.apply(directory, network)
+        if (rdma := resources.get("rdma")) and (directory := self._dir("rdma", "rdma", rdma)):
+            from ocirun.cgroups import rdma as rdma_controller
+
+            rdma_controller.apply(directory, rdma)
+        if unified := resources.get("unified"):
+            if self._unified is None:
+                raise CgroupError("unified: cgroup v2 keys, but this host has no cgroup2 hierarchy")
+            self._v2().write_resources({"unified": unified}, None)
+
+    def _hugetlb(self, limits: list[dict]) -> None:
+        if directory := self._dirs.get("hugetlb"):
+            from ocirun.cgroups.v1 import hugetlb
+
+            hugetlb.apply(directory, limits)
+        elif self._unified:  # a hybrid host whose hugetlb is bound to cgroup2
+            self._v2().write_resources({"hugepageLimits": limits}, None)
+        else:
+            self._dir("hugetlb", "hugepageLimits", limits)
+
+    def _dir(self, controller: str, what: str, section: object) -> str | None:
+        """The controller's directory; None, with a warning, if the host lacks the controller
+        and the section asks for nothing; CgroupError if it asks for something."""
+        directory = self._dirs.get(controller)
+        if directory is None:
+            if asks(section):
+                raise CgroupError(f"{what}: this host has no {controller} cgroup controller")
+            warn(f"{what} ignored: this host has no {controller} cgroup controller")
+        return directory
+
+    def freeze(self) -> None:
+        if directory := self._dirs.get("freezer"):
+            from ocirun.cgroups.v1 import freezer
+
+            freezer.freeze(directory)
+        else:  # cgroup2's cgroup.freeze needs no controller
+            self._v2().freeze()
+
+    def thaw(self) -> None:
+        if directory := self._dirs.get("freezer"):
+            from ocirun.cgroups.v1 import freezer
+
+            freezer.thaw(directory)
+        else:
+            self._v2().thaw()
+
+    def is_frozen(self) -> bool:
+        if directory := self._dirs.get("freezer"):
+            from ocirun.cgroups.v1 import freezer
+
+            return freezer.is_frozen(directory)
+        return self._v2().is_frozen()
+
+    def pids(self) -> list[int]:
+        from ocirun.cgroups.tree import tree_pids
+
+        return tree_pids(self._dirs.get("devices") or self._all_dirs()[0])  # as runc GetAllPids
+
+    def kill(self) -> None:
+        """runc's signalAllProcesses: freeze, so that nothing forks meanwhile, kill, thaw."""
+        from ocirun.cgroups.tree import kill_pids
+
+        if not os.path.isdir(self._dirs.get("devices") or self._all_dirs()[0]):
+            return  # no cgroup, no processes
+        frozen = "freezer" in self._dirs
+        if frozen:
+            self.freeze()
+        try:
+            kill_pids(self.pids())
+        finally:
+            if frozen:
+                self.thaw()
+
+    def stats(self) -> dict:
+        from ocirun.cgroups import pids
+        from ocirun.cgroups.stats import empty_stats
+        from ocirun.cgroups.v1 import blkio, cpu, cpuacct, cpuset, hugetlb, memory
+
+        data = empty_stats()
+        for controller, module, key in (
+            ("cpuacct", cpuacct, "cpu"),
+            ("cpu", cpu, "cpu"),
+            ("cpuset", cpuset, "cpuset"),
+            ("memory", memory, "memory"),
+            ("pids", pids, "pids"),
+            ("blkio", blkio, "blkio"),
+            ("hugetlb", hugetlb, "hugetlb"),
+        ):
+            if directory := self._dirs.get(controller):
+                module.stats(directory, data[key])
+        if "hugetlb" not in self._dirs and self._unified:  # hybrid: hugetlb is in cgroup2
+            from ocirun.cgroups.v2 import hugetlb as unified_hugetlb
+
+            unified_hugetlb.stats(self._unified_dir, data["hugetlb"])
+        return data
+
+    def destroy(self) -> None:
+        from ocirun.cgroups.tree import remove_tree
+
+        errors = []
+        for directory in self._all_dirs():
+            try:
+                remove_tree(directory)
+            except CgroupError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def mount_sources(self) -> list[tuple[str, str, str]]:
+        sources = [(h.name, directory, "cgroup") for h, directory in self._hierarchies]
+        if self._unified:
+            sources.append((self._unified.name, self._unified_dir, "cgroup2"))
+        return sources
+
+
+def _join(mountpoint: str, path: str) -> str:
+    return mountpoint if path == "/" else mountpoint + path
