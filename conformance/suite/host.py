@@ -181,13 +181,16 @@ def cgroup_hierarchies() -> list[Hierarchy]:
 
 
 def controller_hierarchy(controller: str) -> Hierarchy | None:
-    """Where the host runs a controller: its v1 hierarchy, else the v2 one if enabled there."""
+    """Where the host runs a controller: its v1 hierarchy, else the v2 one if enabled there.
+
+    `blkio/io` names a controller that is called differently on v1 and on v2."""
+    v1_name, _, v2_name = controller.partition("/")
     hierarchies = cgroup_hierarchies()
     for h in hierarchies:
-        if h.version == 1 and controller in h.controllers:
+        if h.version == 1 and v1_name in h.controllers:
             return h
     for h in hierarchies:
-        if h.version == 2 and controller in h.controllers:
+        if h.version == 2 and (v2_name or v1_name) in h.controllers:
             return h
     return None
 

@@ -44,7 +44,15 @@ STEP_KEYS: dict[str, set[str]] = {
 }
 DEFAULT_STEPS: list[Any] = ["create", "start", "wait", "delete"]
 ROOTFS_MODES = {"auto", "copy", "shared"}
-REQUIREMENT_KEYS = {"namespace", "feature", "mount_option", "host_path", "controller", "cgroup"}
+REQUIREMENT_KEYS = {
+    "namespace",
+    "feature",
+    "mount_option",
+    "host_path",
+    "no_host_path",
+    "controller",
+    "cgroup",
+}
 
 
 class CaseDataError(Exception):

@@ -42,6 +42,8 @@ def host_has_v1_controllers() -> bool:
 def host_lacks(kind: str, value: str) -> str | None:
     if kind == "host_path" and not Path(value).exists():
         return f"host lacks {value}"
+    if kind == "no_host_path" and Path(value).exists():
+        return f"host has {value}"
     if kind == "controller":
         version, _, name = value.rpartition(":")
         found = host.controller_hierarchy(name)

@@ -100,13 +100,20 @@ def clean_up(run: CaseRun) -> list[str]:
         if slot.console:
             slot.console.finish(1)
     run_cleanup_script(run)
-    notes = [f"left {d}" for s in used for d in host.cgroup_dirs(s.cgroup)]
     for slot in used:
         for directory in host.cgroup_dirs(slot.cgroup):
             host.remove_cgroup_tree(directory)
         remove_tree(session.runtime.root / slot.id)
     remove_tree(run.directory)
     host.reap_orphans()
+    return leftovers(run)
+
+
+def leftovers(run: CaseRun) -> list[str]:
+    """What even the suite's cleanup could not remove."""
+    notes = [f"left cgroup {d}" for s in run.slots.values() for d in host.cgroup_dirs(s.cgroup)]
+    notes += [f"left mount {m}" for m in host.mounts_under(run.directory)]
+    notes += [f"left process {p}" for p in host.processes_rooted_under(run.directory)]
     return notes
 
 
