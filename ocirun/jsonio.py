@@ -6,7 +6,6 @@ drive the same C scanner and encoder that `json.loads` and `json.dumps` use.
 """
 
 import _json
-from typing import Any
 
 _WHITESPACE = " \t\n\r"
 
@@ -34,7 +33,7 @@ class JSONError(ValueError):
     """Text that is not one JSON document."""
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes) -> object:
     """Parse one JSON document, like json.loads."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
@@ -50,12 +49,12 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
-def load_file(path: str) -> Any:
+def load_file(path: str) -> object:
     with open(path, "rb") as f:
         return loads(f.read())
 
 
-def _default(obj: Any) -> Any:
+def _default(obj: object) -> object:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
@@ -67,13 +66,21 @@ _encode_sorted = _json.make_encoder(
 )
 
 
-def dumps(value: Any, sort_keys: bool = False) -> str:
+def dumps(value: object, sort_keys: bool = False) -> str:
     """Serialise compactly (no spaces), like json.dumps(separators=(",", ":"))."""
     return "".join((_encode_sorted if sort_keys else _encode)(value, 0))
 
 
-def dumps_pretty(value: Any) -> str:
-    """Indented output for humans (`spec`, `features`); imports the json package, off the hot path."""
-    import json
-
-    return json.dumps(value, indent=2)
+def dumps_pretty(value: object, indent: str = "  ", level: int = 0) -> str:
+    """Indented output for humans, in the layout of Go's json.MarshalIndent (used by runc)."""
+    inner = indent * (level + 1)
+    if isinstance(value, dict) and value:
+        items = [
+            f"{inner}{_json.encode_basestring_ascii(str(k))}: {dumps_pretty(v, indent, level + 1)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + indent * level + "}"
+    if isinstance(value, list) and value:
+        items = [inner + dumps_pretty(v, indent, level + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + indent * level + "]"
+    return dumps(value)

@@ -1,0 +1,53 @@
+"""The line protocol between `ocirun create` and the processes it forks to build the container.
+
+Two pipes: children → parent carries requests and reports ("userns", "pid N", "hooks", "mount P",
+"ready", "error MSG"); parent → children carries the answers ("go"). A child that dies closes its
+end, so the parent never waits for a message that cannot come.
+"""
+
+import os
+
+from ocirun.errors import SetupError
+
+
+class Channel:
+    """Both pipes; after fork each side keeps only the ends it uses."""
+
+    def __init__(self) -> None:
+        self.up_r, self.up_w = os.pipe2(os.O_CLOEXEC)  # children -> parent
+        self.down_r, self.down_w = os.pipe2(os.O_CLOEXEC)  # parent -> children
+        self._buffer = b""
+
+    def as_parent(self) -> "Channel":
+        os.close(self.up_w)
+        os.close(self.down_r)
+        self.up_w = self.down_r = -1
+        return self
+
+    def as_child(self) -> "Channel":
+        os.close(self.up_r)
+        os.close(self.down_w)
+        self.up_r = self.down_w = -1
+        return self
+
+    def send(self, message: str) -> None:
+        fd = self.up_w if self.up_w >= 0 else self.down_w
+        os.write(fd, message.replace("\n", " ").encode() + b"\n")
+
+    def receive(self) -> str:
+        """The next line from the other side; SetupError if the other side is gone."""
+        fd = self.up_r if self.up_r >= 0 else self.down_r
+        while b"\n" not in self._buffer:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise SetupError("container init exited during setup")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def close(self) -> None:
+        for name in ("up_r", "up_w", "down_r", "down_w"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)

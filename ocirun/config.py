@@ -1,0 +1,118 @@
+"""Loading config.json and the spec's MUSTs that the JSON schema cannot express."""
+
+import os
+
+from ocirun import jsonio
+from ocirun.errors import ConfigError
+from ocirun.log import log
+
+NAMESPACE_FLAGS = {
+    "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
+    "uts": 0x04000000, "user": 0x10000000, "cgroup": 0x02000000, "time": 0x00000080,
+}  # fmt: skip
+
+
+def load(bundle: str) -> dict:
+    """Read and parse <bundle>/config.json."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        return jsonio.load_file(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config.json: no such file in bundle {bundle}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config.json: cannot read: {exc}") from None
+
+
+def namespaces(config: dict) -> dict[str, str | None]:
+    """linux.namespaces as {type: path or None (new)}."""
+    return {ns["type"]: ns.get("path") for ns in config.get("linux", {}).get("namespaces", [])}
+
+
+def rootfs_path(config: dict, bundle: str) -> str:
+    return os.path.normpath(os.path.join(bundle, config["root"]["path"]))
+
+
+def check(config: dict, bundle: str) -> None:
+    """Schema validation, then the spec's other MUSTs; ConfigError names the field."""
+    from ocirun.schema import validate_config
+
+    validate_config(config)
+    _check_version(config.get("ociVersion", ""))
+    _check_root(config, bundle)
+    _check_process(config.get("process"))
+    _check_mounts(config)
+    _check_linux(config)
+
+
+def _check_version(version: str) -> None:
+    major = version.split(".", 1)[0]
+    if major != "1":
+        raise ConfigError(f"config.json: ociVersion: {version!r} is not a 1.x version")
+
+
+def _check_root(config: dict, bundle: str) -> None:
+    if "root" not in config:
+        raise ConfigError("config.json: root: required on Linux")
+    path = rootfs_path(config, bundle)
+    if not os.path.isdir(path):
+        raise ConfigError(f"config.json: root.path: {path} is not a directory")
+
+
+def _check_process(process: dict | None) -> None:
+    if process is None:
+        raise ConfigError("config.json: process: required to create a container")
+    if not process.get("args"):
+        raise ConfigError("config.json: process.args: must name at least the program to run")
+    if not process.get("cwd", "").startswith("/"):
+        raise ConfigError(f"config.json: process.cwd: {process.get('cwd')!r} is not absolute")
+
+
+def _check_mounts(config: dict) -> None:
+    for i, mount in enumerate(config.get("mounts", [])):
+        if not mount["destination"].startswith("/"):
+            log.warning(
+                f"mounts[{i}].destination {mount['destination']!r} is relative (deprecated); "
+                "taking it as relative to /"
+            )
+            mount["destination"] = "/" + mount["destination"]
+
+
+def _check_linux(config: dict) -> None:
+    linux = config.get("linux", {})
+    seen = set()
+    for i, ns in enumerate(linux.get("namespaces", [])):
+        if ns["type"] in seen:
+            raise ConfigError(f"config.json: linux.namespaces[{i}]: duplicate {ns['type']!r}")
+        seen.add(ns["type"])
+    ns = namespaces(config)
+    has_mappings = bool(linux.get("uidMappings") or linux.get("gidMappings"))
+    if "user" in ns and ns["user"] is None:
+        if not linux.get("uidMappings") or not linux.get("gidMappings"):
+            raise ConfigError(
+                "config.json: linux.uidMappings/gidMappings: required with a new user namespace"
+            )
+    elif has_mappings and "user" not in ns:
+        raise ConfigError("config.json: linux.uidMappings: given without a user namespace")
+    for field in ("hostname", "domainname"):
+        if config.get(field) and "uts" not in ns:
+            raise ConfigError(f"config.json: {field}: needs a new uts namespace")
+    if linux.get("timeOffsets") and ns.get("time", "") is not None:
+        raise ConfigError("config.json: linux.timeOffsets: needs a new time namespace")
+    for i, dev in enumerate(linux.get("devices", [])):
+        if not dev["path"].startswith("/dev/"):
+            raise ConfigError(
+                f"config.json: linux.devices[{i}].path: {dev['path']} is not under /dev"
+            )
+    if config.get("process", {}).get("apparmorProfile") and not os.path.exists(
+        "/sys/kernel/security/apparmor"
+    ):
+        raise ConfigError(
+            "config.json: process.apparmorProfile: AppArmor is not enabled on this host"
+        )
+    selinux = config.get("process", {}).get("selinuxLabel") or linux.get("mountLabel")
+    if selinux and not os.path.exists("/sys/fs/selinux"):
+        raise ConfigError("config.json: process.selinuxLabel: SELinux is not enabled on this host")
+    if linux.get("seccomp"):
+        log.warning("linux.seccomp: seccomp filters are not enforced by ocirun yet; ignoring")
+    if linux.get("intelRdt"):
+        raise ConfigError("config.json: linux.intelRdt: not supported by ocirun")

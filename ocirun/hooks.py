@@ -1,0 +1,52 @@
+"""Lifecycle hooks: each runs with the state JSON on stdin, its args, env and timeout."""
+
+from ocirun import jsonio
+from ocirun.errors import HookError
+from ocirun.log import log
+
+
+def run(config: dict, kind: str, state: dict) -> None:
+    """Run every hook of one kind in order; the first failure raises HookError."""
+    for i, hook in enumerate(config.get("hooks", {}).get(kind, [])):
+        _run_one(hook, f"hooks.{kind}[{i}]", jsonio.dumps(state).encode())
+
+
+def run_all_logged(config: dict, kind: str, state: dict) -> None:
+    """Run every hook of one kind; failures are logged and the rest still run (poststop)."""
+    for i, hook in enumerate(config.get("hooks", {}).get(kind, [])):
+        try:
+            _run_one(hook, f"hooks.{kind}[{i}]", jsonio.dumps(state).encode())
+        except HookError as exc:
+            log.warning(str(exc))
+
+
+def _run_one(hook: dict, where: str, stdin: bytes) -> None:
+    import subprocess
+
+    args = hook.get("args") or [hook["path"]]
+    timeout = hook.get("timeout")
+    try:
+        result = subprocess.run(
+            args, executable=hook["path"], input=stdin, env=_env(hook), capture_output=True,
+            timeout=timeout, close_fds=True,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise HookError(f"{where}: {hook['path']} timed out after {timeout}s") from None
+    except OSError as exc:
+        raise HookError(f"{where}: cannot run {hook['path']}: {exc.strerror}") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).decode(errors="replace").strip()
+        detail = f": {detail.splitlines()[-1]}" if detail else ""
+        raise HookError(f"{where}: {hook['path']} exited with status {result.returncode}{detail}")
+
+
+def _env(hook: dict) -> dict[str, str]:
+    env = {}
+    for item in hook.get("env", []):
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def has(config: dict, kind: str) -> bool:
+    return bool(config.get("hooks", {}).get(kind))

@@ -1,0 +1,219 @@
+"""The container's init: the processes `ocirun create` forks, and what each does before exec.
+
+    ocirun create ──fork──> stage 1: user namespace, join namespaces by path, unshare the rest
+                               └──fork──> stage 2 (the init, PID 1 of a new pid namespace):
+                                          mounts, /dev, [parent: cgroup + hooks], pivot_root,
+                                          "ready" → blocks on the exec fifo until `ocirun start`
+                                          → startContainer hooks, process security, execve
+
+Stage 1 exits as soon as stage 2 exists, so the init is re-parented to the caller's subreaper
+(containerd's shim, conmon) rather than staying a child of a short-lived ocirun process.
+"""
+
+import gc
+import os
+
+from ocirun import hooks, namespaces, security
+from ocirun import syscalls as sc
+from ocirun.channel import Channel
+from ocirun.errors import OcirunError, SetupError
+from ocirun.rootfs import Rootfs
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Plan:
+    """Everything the forked stages need, prepared by the parent before forking."""
+
+    def __init__(self, config: dict, bundle: str, rootfs: str, state_dir_fd: int,
+                 no_pivot: bool, preserve_fds: int, console_fd: int = -1,
+                 cgroup_sources=None, hook_state=None, lock_fd: int = -1) -> None:  # fmt: skip
+        self.config = config
+        self.linux = config.get("linux", {})
+        self.process = config["process"]
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.state_dir_fd = state_dir_fd
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.console_fd = console_fd
+        self.cgroup_sources = cgroup_sources or []
+        self.hook_state = hook_state or {}
+        self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
+        self.namespaces = {ns["type"]: ns.get("path") for ns in self.linux.get("namespaces", [])}
+
+
+def fork_stage1(plan: Plan, channel: Channel) -> int:
+    """Fork stage 1 and return its pid (in the parent)."""
+    gc.freeze()  # keep the children from dirtying (and being charged for) the parent's objects
+    pid = os.fork()
+    if pid:
+        return pid
+    gc.disable()
+    if plan.lock_fd >= 0:
+        os.close(plan.lock_fd)
+    _run_child(stage1, plan, channel.as_child())
+
+
+def _run_child(function, plan: Plan, channel: Channel) -> None:
+    """Run a stage in a forked child; report any error to the parent; never return."""
+    code = 1
+    try:
+        function(plan, channel)
+        code = 0
+    except OcirunError as exc:
+        _report(channel, str(exc))
+    except OSError as exc:
+        _report(channel, f"{exc.strerror or exc}" if not exc.filename else str(exc))
+    except BaseException as exc:  # a bug: still report it, never fall back into the parent's code
+        _report(channel, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        os._exit(code)
+
+
+def _report(channel: Channel, message: str) -> None:
+    try:
+        channel.send(f"error {message}")
+    except OSError:
+        pass
+
+
+def stage1(plan: Plan, channel: Channel) -> None:
+    ns = plan.namespaces
+    fds = namespaces.open_paths(ns)
+    namespaces.join(fds, ns, only=("user",))
+    if "user" in ns and ns["user"] is None:
+        sc.unshare(sc.CLONE_NEWUSER)
+        channel.send("userns")
+        channel.receive()  # the parent has written our uid_map and gid_map
+    if "user" in ns:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    namespaces.join(fds, ns, only=tuple(fds))
+    sc.unshare(namespaces.unshare_flags(ns, exclude=("user", "cgroup")))
+    if plan.linux.get("timeOffsets"):
+        namespaces.write_time_offsets(plan.linux["timeOffsets"])
+    pid = os.fork()
+    if pid == 0:
+        _run_child(stage2, plan, channel)
+    channel.send(f"pid {pid}")
+
+
+def stage2(plan: Plan, channel: Channel) -> None:
+    channel.receive()  # the parent knows our pid
+    os.setsid()
+    os.umask(0)
+    ns = plan.namespaces
+    if "network" in ns and ns["network"] is None:
+        sc.interface_up("lo")
+    rootfs = Rootfs(plan.config, plan.bundle, plan.rootfs, new_mountns="mount" in ns,
+                    in_userns="user" in ns,
+                    on_host_mount=lambda path: channel.send(f"mount {path}"))  # fmt: skip
+    rootfs.prepare()
+    mounts = plan.config.get("mounts", [])
+    first_cgroup = next(
+        (i for i, m in enumerate(mounts) if m.get("type") in ("cgroup", "cgroup2")), len(mounts)
+    )
+    for i in range(first_cgroup):
+        rootfs.mount(mounts[i], i)
+
+    channel.send("hooks")  # the parent puts us in our cgroup and runs prestart, createRuntime
+    channel.receive()
+    if "cgroup" in ns and ns["cgroup"] is None:
+        sc.unshare(sc.CLONE_NEWCGROUP)
+    for i in range(first_cgroup, len(mounts)):
+        rootfs.mount(mounts[i], i, plan.cgroup_sources)
+    rootfs.setup_dev()
+    hooks.run(plan.config, "createContainer", plan.hook_state)
+    _set_names_and_sysctls(plan)
+    _write_oom_score_adj(plan.process)
+    rootfs.enter(plan.no_pivot)
+    rootfs.finalize()
+    if plan.process.get("terminal"):
+        from ocirun import terminal
+
+        terminal.setup_console(plan.console_fd, plan.process.get("consoleSize"))
+    program = find_program(plan.process)
+    security.apply_rlimits(plan.process)
+    channel.send("ready")
+    channel.close()
+
+    wait_for_start(plan)
+    execute(plan, program)
+
+
+def _set_names_and_sysctls(plan: Plan) -> None:
+    if plan.config.get("hostname") is not None and "uts" in plan.namespaces:
+        sc.sethostname(plan.config["hostname"])
+    if plan.config.get("domainname") is not None and "uts" in plan.namespaces:
+        sc.setdomainname(plan.config["domainname"])
+    for key, value in plan.linux.get("sysctl", {}).items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SetupError(f"linux.sysctl: cannot set {key}={value}: {exc.strerror}") from None
+
+
+def _write_oom_score_adj(process: dict) -> None:
+    if "oomScoreAdj" in process:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(process["oomScoreAdj"]).encode())
+        finally:
+            os.close(fd)
+
+
+def environment(process: dict) -> dict[str, str]:
+    env = {}
+    for item in process.get("env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def find_program(process: dict) -> str:
+    """Look args[0] up on the container's PATH, as execvp would; a missing program fails create."""
+    name = process["args"][0]
+    if "/" in name:
+        candidates = [name if name.startswith("/") else os.path.join(process["cwd"], name)]
+    else:
+        search = environment(process).get("PATH", DEFAULT_PATH)
+        candidates = [os.path.join(d or ".", name) for d in search.split(":")]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    if "/" in name:
+        raise SetupError(f'exec: "{name}": stat {name}: no such file or directory')
+    raise SetupError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def wait_for_start(plan: Plan) -> None:
+    """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start."""
+    fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
+    os.close(plan.state_dir_fd)
+    try:
+        hooks.run(plan.config, "startContainer", plan.hook_state)
+    except OcirunError as exc:
+        os.write(fifo, f"error {exc}".encode())
+        os._exit(1)
+    os.write(fifo, b"0")
+    os.close(fifo)
+
+
+def execute(plan: Plan, program: str) -> None:
+    """Process security in the right order, then execve; fds above 2 (+preserved) do not survive."""
+    process = plan.process
+    if process.get("noNewPrivileges"):
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    security.apply_scheduling(process, plan.linux)
+    security.apply_user_and_caps(process)
+    user = process.get("user", {})
+    os.umask(user["umask"] if "umask" in user else 0o022)
+    os.chdir(process["cwd"])
+    sc.close_range(3 + plan.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
+    os.execve(program, process["args"], environment(process))

@@ -1,0 +1,88 @@
+"""Linux namespaces: joining existing ones by path, creating new ones, user and time mappings.
+
+The order that works: the user namespace first and alone (its mappings are written from outside by
+the parent), then joining the namespaces given by path, then unsharing the new ones. A new pid or
+time namespace only applies to children, so the init is forked after the unshare.
+"""
+
+import os
+
+from ocirun import syscalls as sc
+from ocirun.config import NAMESPACE_FLAGS
+from ocirun.errors import ConfigError, SetupError
+
+# setns order for joined namespaces: user first, mount last (it changes how paths resolve)
+_JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")
+_NS_FILE = {"network": "net", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts",
+            "user": "user", "cgroup": "cgroup", "time": "time"}  # fmt: skip
+
+
+def open_paths(namespaces: dict[str, str | None]) -> dict[str, int]:
+    """Open every namespace given by path (before any setns changes what paths mean)."""
+    fds = {}
+    for ns_type, path in namespaces.items():
+        if path is None:
+            continue
+        try:
+            fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            for fd in fds.values():
+                os.close(fd)
+            raise ConfigError(f"linux.namespaces: {ns_type} path {path}: {exc.strerror}") from None
+    return fds
+
+
+def join(fds: dict[str, int], namespaces: dict[str, str | None], only: tuple[str, ...]) -> None:
+    """setns into the opened namespaces whose type is in `only`, in a safe order."""
+    for ns_type in _JOIN_ORDER:
+        if ns_type in fds and ns_type in only:
+            try:
+                sc.setns(fds.pop(ns_type), NAMESPACE_FLAGS[ns_type])
+            except OSError as exc:
+                reason = "not a " + ns_type + " namespace" if exc.errno == 22 else exc.strerror
+                raise SetupError(
+                    f"linux.namespaces: cannot join {ns_type} namespace "
+                    f"{namespaces[ns_type]}: {reason}"
+                ) from None
+
+
+def unshare_flags(namespaces: dict[str, str | None], exclude: tuple[str, ...]) -> int:
+    flags = 0
+    for ns_type, path in namespaces.items():
+        if path is None and ns_type not in exclude:
+            flags |= NAMESPACE_FLAGS[ns_type]
+    return flags
+
+
+def write_id_mappings(pid: int, linux: dict) -> None:
+    """From the parent, as root: the uid_map and gid_map of the child's new user namespace."""
+    _write(f"/proc/{pid}/uid_map", _format_mappings(linux["uidMappings"]))
+    _write(f"/proc/{pid}/gid_map", _format_mappings(linux["gidMappings"]))
+
+
+def _format_mappings(mappings: list[dict]) -> str:
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+
+
+def write_time_offsets(offsets: dict) -> None:
+    """Offsets of a new time namespace, written before its first process is forked into it."""
+    lines = "".join(
+        f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
+        for clock, value in offsets.items()
+    )
+    _write("/proc/self/timens_offsets", lines)
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SetupError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def ns_path(pid: int, ns_type: str) -> str:
+    return f"/proc/{pid}/ns/{_NS_FILE[ns_type]}"

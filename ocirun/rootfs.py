@@ -1,0 +1,250 @@
+"""The container's filesystem: the rootfs bind, the config's mounts, pivot_root, masked paths.
+
+Order, as runc does it: make / a slave (or rootfsPropagation), bind the rootfs onto itself, mount
+the entries in config order, create /dev, then (after the hooks) pivot_root into the rootfs
+(chroot with --no-pivot or without a mount namespace), mask and read-only paths, and finally
+remount the root read-only when asked.
+"""
+
+import os
+
+from ocirun import devices, paths
+from ocirun import syscalls as sc
+from ocirun.errors import SetupError
+from ocirun.mountopts import MountOptions
+
+_LOCKED_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+_ATIME_FLAGS = sc.MS_NOATIME | sc.MS_NODIRATIME | sc.MS_RELATIME | sc.MS_STRICTATIME
+
+
+class Rootfs:
+    """The rootfs being assembled, and what mounting into it needs to know."""
+
+    def __init__(self, config: dict, bundle: str, rootfs: str, new_mountns: bool,
+                 in_userns: bool, on_host_mount=None) -> None:  # fmt: skip
+        self.config = config
+        self.bundle = bundle
+        self.path = rootfs
+        self.new_mountns = new_mountns
+        self.in_userns = in_userns
+        self.on_host_mount = on_host_mount  # called with each mount made in the host namespace
+        self.root_fd = -1
+
+    def prepare(self) -> None:
+        """Isolate mount propagation and make the rootfs a mount point of its own."""
+        if self.new_mountns:
+            propagation = self.config.get("linux", {}).get("rootfsPropagation")
+            flag = _propagation_flag(propagation) if propagation else sc.MS_SLAVE | sc.MS_REC
+            sc.mount(None, "/", None, flag)
+            if flag & sc.MS_SHARED:
+                _make_parent_private(self.path)
+            sc.mount(self.path, self.path, None, sc.MS_BIND | sc.MS_REC)
+        self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def mount(self, entry: dict, index: int, cgroup_sources=None) -> None:
+        """Mount one entry of config.mounts at its destination inside the rootfs."""
+        where = f"mounts[{index}] ({entry['destination']})"
+        try:
+            self._mount(entry, cgroup_sources)
+        except OSError as exc:
+            raise SetupError(f"{where}: {exc.strerror or exc}") from None
+
+    def _mount(self, entry: dict, cgroup_sources) -> None:
+        opts = MountOptions(entry.get("options", []))
+        fstype = entry.get("type") or ("bind" if opts.is_bind else None)
+        dest = entry["destination"]
+        if fstype == "cgroup" or fstype == "cgroup2":
+            return self._mount_cgroup(dest, opts, cgroup_sources or [])
+        source = entry.get("source")
+        if opts.is_bind or fstype == "bind":
+            source = os.path.join(self.bundle, source or "")
+            target_fd = paths.mountpoint(self.root_fd, dest, paths.is_dir(source))
+            self._do_mount(source, target_fd, None, opts.flags | sc.MS_BIND, None)
+        else:
+            target_fd = paths.mkdir_all(self.root_fd, dest)
+            self._do_mount(source or fstype, target_fd, fstype, opts.flags, opts.data or None)
+        os.close(target_fd)
+        self._after_mount(dest, opts, opts.is_bind or fstype == "bind", entry)
+
+    def _do_mount(self, source, target_fd: int, fstype, flags: int, data) -> None:
+        target = paths.fd_path(target_fd)
+        if fstype == "sysfs":
+            try:
+                sc.mount(source, target, fstype, flags, data)
+            except PermissionError:  # sysfs of a netns we do not own: bind the host's instead
+                sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
+        else:
+            sc.mount(source, target, fstype, flags & ~sc.MS_REMOUNT, data)
+        if self.on_host_mount and not self.new_mountns:
+            self.on_host_mount(os.readlink(target))
+
+    def _after_mount(self, dest: str, opts: MountOptions, is_bind: bool, entry: dict) -> None:
+        """Remount a bind with its other flags, then propagation, recursive attrs and idmap."""
+        fd = paths.open_in_root(self.root_fd, dest)
+        try:
+            target = paths.fd_path(fd)
+            extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if is_bind and extra:
+                _remount(target, sc.MS_BIND | extra)
+            for flag in opts.propagation:
+                sc.mount(None, target, None, flag)
+            if opts.attr_set or opts.attr_clr:
+                sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE,
+                                 opts.attr_set, opts.attr_clr)  # fmt: skip
+            if opts.idmap or entry.get("uidMappings"):
+                from ocirun import idmap
+
+                idmap.apply(fd, entry, self.config, opts.recursive_idmap)
+        finally:
+            os.close(fd)
+
+    def _mount_cgroup(self, dest: str, opts: MountOptions, sources) -> None:
+        """A cgroup mount shows the container's own cgroup: per-hierarchy binds, or cgroup2."""
+        flags = opts.flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        target_fd = paths.mkdir_all(self.root_fd, dest)
+        try:
+            if len(sources) == 1 and sources[0][0] == "":
+                self._mount_cgroup2(sources[0][1], target_fd, flags)
+                return
+            self._do_mount("tmpfs", target_fd, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
+        finally:
+            os.close(target_fd)
+        for subdir, host_dir, _fstype in sources:
+            sub_fd = paths.mkdir_all(self.root_fd, f"{dest}/{subdir}")
+            try:
+                self._do_mount(host_dir, sub_fd, None, sc.MS_BIND | sc.MS_REC, None)
+            finally:
+                os.close(sub_fd)
+            fd = paths.open_in_root(self.root_fd, f"{dest}/{subdir}")
+            try:
+                _remount(paths.fd_path(fd), sc.MS_BIND | flags)
+            finally:
+                os.close(fd)
+        if flags & sc.MS_RDONLY:
+            fd = paths.open_in_root(self.root_fd, dest)
+            try:
+                _remount(paths.fd_path(fd), flags)
+            finally:
+                os.close(fd)
+
+    def _mount_cgroup2(self, host_dir: str, target_fd: int, flags: int) -> None:
+        try:
+            self._do_mount("cgroup2", target_fd, "cgroup2", flags, None)
+        except PermissionError:  # no cgroup namespace of our own: bind our cgroup from the host
+            self._do_mount(host_dir, target_fd, None, sc.MS_BIND | sc.MS_REC, None)
+            _remount(paths.fd_path(target_fd), sc.MS_BIND | flags)
+
+    def setup_dev(self) -> None:
+        """Default devices, config devices, /dev/ptmx and the /dev/fd, stdio links."""
+        linux = self.config.get("linux", {})
+        dev_is_bind = any(
+            m["destination"].rstrip("/") == "/dev" and MountOptions(m.get("options", [])).is_bind
+            for m in self.config.get("mounts", [])
+        )
+        wanted = [] if dev_is_bind else list(devices.DEFAULT_DEVICES)
+        wanted += linux.get("devices", [])
+        for dev in wanted:
+            devices.create(self.root_fd, dev, bind=self.in_userns, on_mount=self._device_mounted)
+        if not dev_is_bind:
+            devices.create_links(self.root_fd)
+
+    def _device_mounted(self, target: str) -> None:
+        if self.on_host_mount and not self.new_mountns:
+            self.on_host_mount(target)
+
+    def enter(self, no_pivot: bool) -> None:
+        """Make the rootfs the process's /: pivot_root, or chroot with --no-pivot."""
+        os.chdir(self.path)
+        if no_pivot or not self.new_mountns:
+            if self.new_mountns:
+                sc.mount(self.path, "/", None, sc.MS_MOVE)
+            os.chroot(".")
+        else:
+            old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sc.pivot_root(".", ".")
+                os.fchdir(old_root)
+                sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+                sc.umount(".", sc.MNT_DETACH)
+            finally:
+                os.close(old_root)
+        os.chdir("/")
+        os.close(self.root_fd)
+        self.root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def finalize(self) -> None:
+        """After entering the rootfs: read-only and masked paths, root propagation, read-only /."""
+        linux = self.config.get("linux", {})
+        for path in linux.get("readonlyPaths", []):
+            self._readonly_path(path)
+        for path in linux.get("maskedPaths", []):
+            self._mask_path(path)
+        propagation = linux.get("rootfsPropagation")
+        if propagation and self.new_mountns:
+            sc.mount(None, "/", None, _propagation_flag(propagation))
+        if self.config.get("root", {}).get("readonly"):
+            _remount("/", sc.MS_BIND | sc.MS_RDONLY)
+        os.close(self.root_fd)
+        self.root_fd = -1
+
+    def _readonly_path(self, path: str) -> None:
+        try:
+            fd = paths.open_in_root(self.root_fd, path)
+        except FileNotFoundError:
+            return
+        try:
+            target = paths.fd_path(fd)
+            sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
+        finally:
+            os.close(fd)
+        fd = paths.open_in_root(self.root_fd, path)
+        try:
+            flags = sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+            _remount(paths.fd_path(fd), flags)
+        finally:
+            os.close(fd)
+
+    def _mask_path(self, path: str) -> None:
+        try:
+            fd = paths.open_in_root(self.root_fd, path)
+        except FileNotFoundError:
+            return
+        try:
+            target = paths.fd_path(fd)
+            if paths.is_dir(target):
+                sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY, None)
+            else:
+                sc.mount("/dev/null", target, None, sc.MS_BIND)
+        finally:
+            os.close(fd)
+
+
+def _remount(target: str, flags: int) -> None:
+    """Remount keeping the flags the kernel locks (those of the source, inside a user namespace)."""
+    try:
+        sc.mount(None, target, None, flags | sc.MS_REMOUNT)
+    except PermissionError:
+        locked = os.statvfs(target).f_flag & (_LOCKED_FLAGS | _ATIME_FLAGS)
+        sc.mount(None, target, None, flags | sc.MS_REMOUNT | locked)
+
+
+def _propagation_flag(name: str) -> int:
+    from ocirun.mountopts import PROPAGATION
+
+    if name not in PROPAGATION:
+        raise SetupError(f"linux.rootfsPropagation: unknown value {name!r}")
+    return PROPAGATION[name]
+
+
+def _make_parent_private(path: str) -> None:
+    """pivot_root refuses a new root whose parent mount is shared: make that mount private."""
+    parent = os.path.dirname(path)
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mountpoint = line.split()[4]
+            if (parent + "/").startswith(mountpoint.rstrip("/") + "/") and len(mountpoint) > len(
+                best
+            ):
+                best = mountpoint
+    sc.mount(None, best, None, sc.MS_PRIVATE)

@@ -1,0 +1,153 @@
+"""Process security applied by the init before exec: rlimits, user, capabilities, ..."""
+
+import os
+import resource
+
+from ocirun import syscalls as sc
+from ocirun.errors import ConfigError, SetupError
+
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+CAP_NUMBER = {name: i for i, name in enumerate(CAPABILITIES)}
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}  # fmt: skip
+
+SCHED_POLICIES = {
+    "SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
+    "SCHED_IDLE": 5, "SCHED_DEADLINE": 6,
+}  # fmt: skip
+SCHED_FLAGS = {
+    "SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+    "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10,
+    "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
+}  # fmt: skip
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+_LAST_CAP = None
+
+
+def last_cap() -> int:
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            _LAST_CAP = int(f.read())
+    return _LAST_CAP
+
+
+def cap_mask(names: list[str], field: str) -> int:
+    """A bit mask of capability names; unknown names are refused, ones this kernel lacks skipped."""
+    mask = 0
+    for name in names:
+        if name not in CAP_NUMBER:
+            raise ConfigError(
+                f"config.json: process.capabilities.{field}: unknown capability {name!r}"
+            )
+        if CAP_NUMBER[name] <= last_cap():
+            mask |= 1 << CAP_NUMBER[name]
+    return mask
+
+
+def check(process: dict, prefix: str = "process") -> None:
+    """Refuse, before anything is created, values the kernel interfaces cannot take."""
+    for field, names in (process.get("capabilities") or {}).items():
+        cap_mask(names, field)
+    for i, rlimit in enumerate(process.get("rlimits", [])):
+        if rlimit["type"] not in RLIMITS:
+            raise ConfigError(
+                f"config.json: {prefix}.rlimits[{i}].type: unknown {rlimit['type']!r}"
+            )
+    sched = process.get("scheduler")
+    if sched and sched["policy"] not in SCHED_POLICIES:
+        raise ConfigError(f"config.json: {prefix}.scheduler.policy: unknown {sched['policy']!r}")
+    io = process.get("ioPriority")
+    if io and io["class"] not in IOPRIO_CLASSES:
+        raise ConfigError(f"config.json: {prefix}.ioPriority.class: unknown {io['class']!r}")
+
+
+def apply_rlimits(process: dict) -> None:
+    for rlimit in process.get("rlimits", []):
+        try:
+            resource.setrlimit(RLIMITS[rlimit["type"]], (rlimit["soft"], rlimit["hard"]))
+        except (ValueError, OSError) as exc:
+            raise SetupError(
+                f"process.rlimits: cannot set {rlimit['type']} to soft {rlimit['soft']}, "
+                f"hard {rlimit['hard']}: {exc}"
+            ) from None
+
+
+def apply_scheduling(process: dict, linux: dict) -> None:
+    """linux.personality, ioPriority, scheduler and execCPUAffinity.initial."""
+    persona = linux.get("personality")
+    if persona:
+        if persona["domain"] not in PERSONALITY_DOMAINS:
+            raise SetupError(f"linux.personality.domain: unknown {persona['domain']!r}")
+        sc.personality(PERSONALITY_DOMAINS[persona["domain"]])
+    io = process.get("ioPriority")
+    if io:
+        sc.ioprio_set(IOPRIO_CLASSES[io["class"]], io.get("priority", 0))
+    sched = process.get("scheduler")
+    if sched:
+        flags = 0
+        for flag in sched.get("flags", []):
+            flags |= SCHED_FLAGS.get(flag, 0)
+        sc.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
+                         sched.get("priority", 0), sched.get("runtime", 0),
+                         sched.get("deadline", 0), sched.get("period", 0))  # fmt: skip
+    affinity = (process.get("execCPUAffinity") or {}).get("initial")
+    if affinity:
+        os.sched_setaffinity(0, parse_cpu_list(affinity))
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """ "0-3,7" → {0, 1, 2, 3, 7}."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def apply_user_and_caps(process: dict) -> None:
+    """Drop the bounding set, switch to the configured user keeping caps, then set the cap sets."""
+    caps = process.get("capabilities") or {}
+    bounding = cap_mask(caps.get("bounding", []), "bounding")
+    for cap in range(last_cap() + 1):
+        if not bounding & (1 << cap):
+            sc.prctl(sc.PR_CAPBSET_DROP, cap)
+    user = process.get("user", {})
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(user.get("additionalGids", []))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    sc.capset(
+        cap_mask(caps.get("effective", []), "effective"),
+        cap_mask(caps.get("permitted", []), "permitted"),
+        cap_mask(caps.get("inheritable", []), "inheritable"),
+    )
+    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    for name in caps.get("ambient", []):
+        if CAP_NUMBER[name] <= last_cap():
+            try:
+                sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, CAP_NUMBER[name])
+            except OSError:  # not in permitted and inheritable: the kernel refuses, as for runc
+                pass

@@ -1,0 +1,256 @@
+"""The one module of raw Linux calls: thin ctypes wrappers over libc and syscall(2).
+
+Each wrapper raises OSError with errno and a message naming the call and its path. Everything
+the os module already offers (setresuid, setgroups, mknod, umask, ...) is used from there.
+"""
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+# syscall numbers of the calls libc may not wrap, per architecture
+_NR = {
+    "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,
+               "ioprio_set": 251, "sched_setattr": 314, "open_tree": 428, "move_mount": 429,
+               "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 250,
+               "pidfd_open": 434, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
+                "ioprio_set": 30, "sched_setattr": 274, "open_tree": 428, "move_mount": 429,
+                "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 219,
+                "pidfd_open": 434, "bpf": 280},
+}[os.uname().machine]  # fmt: skip
+
+# clone(2) namespace flags
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+
+# openat2(2) resolve flags
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+# mount_setattr(2)
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_EMPTY_PATH = 0x1000
+
+# prctl(2)
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def _check(result: int, call: str, path: object = None) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        where = f"{call} {path}" if path is not None else call
+        raise OSError(err, f"{where}: {os.strerror(err)}")
+    return result
+
+
+def _b(path: str | bytes | None) -> bytes | None:
+    return os.fsencode(path) if path is not None else None
+
+
+def syscall(name: str, *args: object) -> int:
+    """Call a raw syscall by name; raises OSError on failure."""
+    return _check(_syscall(_NR[name], *args), name)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:  # fmt: skip
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           "mount", target)  # fmt: skip
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), flags), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_syscall(_NR["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def sethostname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.sethostname(data, len(data)), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.setdomainname(data, len(data)), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    args = (ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5))
+    return _check(_libc.prctl(option, *args), "prctl")
+
+
+def personality(persona: int) -> None:
+    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    _check(_syscall(_NR["close_range"], first, ctypes.c_uint(last), flags), "close_range")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]  # fmt: skip
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(
+        _syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)),
+        "openat2", path,
+    )  # fmt: skip
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]  # fmt: skip
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
+                  propagation: int = 0, userns_fd: int = 0) -> None:  # fmt: skip
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    _check(_syscall(_NR["mount_setattr"], dirfd, _b(path), flags, ctypes.byref(attr),
+                    ctypes.sizeof(attr)), "mount_setattr", path)  # fmt: skip
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    return _check(_syscall(_NR["open_tree"], dirfd, _b(path), flags), "open_tree", path)
+
+
+def move_mount(from_fd: int, to_path: str) -> None:
+    _check(_syscall(_NR["move_mount"], from_fd, b"", -100, _b(to_path),
+                    MOVE_MOUNT_F_EMPTY_PATH), "move_mount", to_path)  # fmt: skip
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]  # fmt: skip
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's effective, permitted and inheritable capability sets (64-bit masks)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_syscall(_NR["capset"], ctypes.byref(header), data), "capset")
+
+
+def ioprio_set(ioclass: int, priority: int) -> None:
+    _check(_syscall(_NR["ioprio_set"], 1, 0, (ioclass << 13) | priority), "ioprio_set")
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]  # fmt: skip
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int,
+                  deadline: int, period: int) -> None:  # fmt: skip
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+                      deadline, period)  # fmt: skip
+    _check(_syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0), "sched_setattr")
+
+
+def join_session_keyring(name: str | None = None) -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring, as runc gives one."""
+    _check(_syscall(_NR["keyctl"], 1, _b(name)), "keyctl")
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def interface_up(name: str) -> None:
+    """Set IFF_UP on a network interface of the current network namespace (the loopback)."""
+    import fcntl
+
+    fd = _check(_libc.socket(2, 2 | 0o2000000, 0), "socket")  # AF_INET, SOCK_DGRAM|SOCK_CLOEXEC
+    try:
+        ifreq = bytearray(name.encode().ljust(16, b"\0") + bytes(24))
+        fcntl.ioctl(fd, SIOCGIFFLAGS, ifreq)
+        flags = int.from_bytes(ifreq[16:18], "little") | IFF_UP
+        ifreq[16:18] = flags.to_bytes(2, "little")
+        fcntl.ioctl(fd, SIOCSIFFLAGS, ifreq)
+    finally:
+        os.close(fd)
