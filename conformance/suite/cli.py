@@ -69,13 +69,11 @@ def close_session(session: Session) -> None:
     host.reap_orphans()
 
 
-def run_all(session: Session, cases: list[Case]) -> list[Outcome]:
-    outcomes = []
+def run_all(session: Session, cases: list[Case], outcomes: list[Outcome]) -> None:
     for case in cases:
         outcome = run_case(session, case)
         print(outcome.line(), flush=True)
         outcomes.append(outcome)
-    return outcomes
 
 
 def write_json(path: Path, session: Session, outcomes: list[Outcome]) -> None:
@@ -100,16 +98,19 @@ def write_json(path: Path, session: Session, outcomes: list[Outcome]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def first_line(text: str) -> str:
+    return text.splitlines()[0] if text else "no --version output"
+
+
 def summary(outcomes: list[Outcome], seconds: float) -> tuple[str, int]:
+    """Print the totals before the last line; return that line and the number of failures."""
     counts = Counter(o.result for o in outcomes)
-    skipped = counts["skip"] + counts["deviation"]
     if counts["deviation"]:
         print(f"known deviations of this runtime: {counts['deviation']} (counted as skipped)")
     print(f"time: {seconds:.1f}s")
-    return (
-        f"conformance: {counts['pass']} passed, {counts['fail']} failed, {skipped} skipped",
-        counts["fail"],
-    )
+    passed, failed = counts["pass"], counts["fail"]
+    skipped = counts["skip"] + counts["deviation"]
+    return f"conformance: {passed} passed, {failed} failed, {skipped} skipped", failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,10 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = make_temp_root()
     outcomes: list[Outcome] = []
     session = None
+    interrupted = False
     try:
         session = open_session(args, tmp)
-        print(f"runtime: {session.runtime.path} ({session.runtime.version.splitlines()[0]})")
-        outcomes = run_all(session, cases)
+        print(f"runtime: {session.runtime.path} ({first_line(session.runtime.version)})")
+        run_all(session, cases, outcomes)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("conformance: interrupted; cleaning up", flush=True)
     finally:
         if session is not None:
             close_session(session)
@@ -145,4 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, session, outcomes)
     line, failed = summary(outcomes, time.monotonic() - began)
     print(line)
+    if interrupted:
+        return 130
     return 0 if failed == 0 else 1

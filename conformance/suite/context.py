@@ -17,7 +17,6 @@ from .model import Case
 from .runtime import Runtime
 from .template import TemplateError, render
 
-ROOTFS_EXTRAS = ("shared", "conformance-hook")
 CONTAINER_HOOK = '#!/bin/sh\n# a hook that only exists inside the container\nexec /bin/sh -c "$@"\n'
 
 
@@ -77,6 +76,12 @@ class Slot:
     @property
     def pid_file(self) -> Path:
         return self.bundle / "pid"
+
+    def process_alive(self) -> bool:
+        """Whether the container process the suite saw is still there (not a reused pid)."""
+        if self.pid is None or not host.alive(self.pid):
+            return False
+        return host.start_time(self.pid) == self.pid_start
 
 
 def slug(name: str) -> str:

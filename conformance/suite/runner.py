@@ -91,7 +91,7 @@ def clean_up(run: CaseRun) -> list[str]:
         session.runtime.call(Call(["delete", "--force", slot.id], session.timeout))
     pids = host.processes_rooted_under(run.directory) | host.processes_rooted_under(session.rootfs)
     for slot in used:
-        if slot.pid and host.alive(slot.pid) and host.start_time(slot.pid) == slot.pid_start:
+        if slot.pid and slot.process_alive():
             pids.add(slot.pid)
         for directory in host.cgroup_dirs(slot.cgroup):
             pids |= host.cgroup_procs(directory)
