@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME_PATHS = {"runc": Path("/usr/sbin/runc"), "ocirun": REPO / ".venv/bin/ocirun"}
-TIMEOUT = 20  # seconds for any one command: a hung runtime must not hang the suite
+TIMEOUT = 10  # seconds for any one command: a hung runtime must not hang the suite
+CLEANUP_TIMEOUT = 5
 IMAGE = "localhost/ocirun-busybox:latest"
 CONTAINERD_CONFIG = """\
 version = 2
@@ -63,14 +63,19 @@ awk '{split($4, o, ","); print $2, $3, o[1]}' /proc/self/mounts | sort
 class Runtime:
     name: str
     path: Path
+    default_root: Path  # its state directory when no --root is given, as podman calls it
 
 
-RUNC = Runtime("runc", RUNTIME_PATHS["runc"])
+RUNTIMES = {
+    "runc": Runtime("runc", Path("/usr/sbin/runc"), Path("/run/runc")),
+    "ocirun": Runtime("ocirun", REPO / ".venv/bin/ocirun", Path("/run/ocirun")),
+}
+RUNC = RUNTIMES["runc"]
 
 
 def selected_runtimes() -> list[str]:
-    names = os.environ.get("OCIRUN_CLIENT_RUNTIMES", ",".join(RUNTIME_PATHS)).split(",")
-    unknown = set(names) - set(RUNTIME_PATHS)
+    names = os.environ.get("OCIRUN_CLIENT_RUNTIMES", ",".join(RUNTIMES)).split(",")
+    unknown = set(names) - set(RUNTIMES)
     if unknown:
         raise pytest.UsageError(f"OCIRUN_CLIENT_RUNTIMES: unknown runtimes {sorted(unknown)}")
     return names
@@ -98,6 +103,16 @@ def run(argv: list[str], *, input: str | None = None, timeout: int = TIMEOUT, ch
             f"exit status {proc.returncode}: {argv}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
         )
     return proc
+
+
+def run_quietly(argv: list[str]) -> str:
+    """Run a clean-up command: its stdout, whether it failed or timed out."""
+    return subprocess.run(
+        ["timeout", "-k", "2", str(CLEANUP_TIMEOUT), *argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def run_in_pty(argv: list[str], *, rows: int = 30, cols: int = 100, timeout: int = TIMEOUT):
@@ -208,15 +223,16 @@ def pids_of(program: str, marker: str) -> list[int]:
     return pids
 
 
-def pids_rooted_under(directory: Path) -> list[int]:
-    """Pids of the processes whose root directory lies under directory: containers left over."""
+def pids_using(directory: Path) -> list[int]:
+    """Pids of the processes rooted under directory (containers) or naming it in their argv."""
     pids = []
     for proc in processes():
         try:
             root = os.readlink(proc / "root")
+            argv = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if root.startswith(f"{directory}/"):
+        if root.startswith(f"{directory}/") or f"{directory}/".encode() in argv:
             pids.append(int(proc.name))
     return pids
 
@@ -229,11 +245,11 @@ def mounts_under(directory: Path) -> list[str]:
 
 
 def remove_tree(directory: Path):
-    """Kill containers rooted there, unmount everything under directory, then remove it."""
-    for pid in pids_rooted_under(directory):
+    """Kill the processes using directory, unmount everything under it, then remove it."""
+    for pid in pids_using(directory):
         kill_pid(pid)
     for point in sorted(set(mounts_under(directory)), key=len, reverse=True):
-        run(["umount", "-R", point], check=False)
+        run_quietly(["umount", "-R", point])
     run(["rm", "-rf", "--one-file-system", str(directory)])
 
 
@@ -319,15 +335,15 @@ class Containerd:
 
     def remove(self, cid: str):
         """Delete the container's task (killing it) and the container; ignore what is not there."""
-        self.ctr("tasks", "delete", "--force", cid, check=False)
-        self.ctr("containers", "delete", cid, check=False)
+        run_quietly(self.argv("tasks", "delete", "--force", cid))
+        run_quietly(self.argv("containers", "delete", cid))
 
     def stop(self):
         """Remove what is left in the namespace, stop the daemon, kill the shims it left."""
         if self.daemon is None:
             return
         if self.daemon.poll() is None:
-            for cid in self.ctr("containers", "list", "--quiet", check=False).stdout.split():
+            for cid in run_quietly(self.argv("containers", "list", "--quiet")).split():
                 self.remove(cid)
             self.daemon.terminate()
         try:
@@ -335,7 +351,7 @@ class Containerd:
         except subprocess.TimeoutExpired:
             self.daemon.kill()
             self.daemon.wait()
-        for pid in pids_of("containerd-shim-runc-v2", str(self.socket)):
+        for pid in pids_using(self.home):  # shims, and runtime commands they wait for
             kill_pid(pid)
         for cid in self.ids:
             self.shim_socket(cid).unlink(missing_ok=True)
@@ -465,7 +481,7 @@ class PodmanStore:
     def created_ids(self) -> list[str]:
         """The full ids of every container ever created in this store (from its event log)."""
         events = ["events", "--stream=false", "--filter=event=create", "--format={{.ID}}"]
-        return run(self.argv(*events), check=False).stdout.split()
+        return run_quietly(self.argv(*events)).split()
 
     def import_image(self, rootfs: Path):
         self.home.mkdir()
@@ -474,13 +490,15 @@ class PodmanStore:
         run(self.argv("import", str(tar), IMAGE))
 
     def stop(self):
-        """Remove every container (with the runtime it was made with), conmons, cgroups."""
+        """Remove every container made here, and what failing runtimes left of them."""
         for link in (self.home / "runtimes").glob("*/runc"):
-            run(self.argv(f"--runtime={link}", "rm", "--all", "--force", "--time=0"), check=False)
-        for pid in pids_of("conmon", str(self.home)):
+            run_quietly(self.argv(f"--runtime={link}", "rm", "--all", "--force", "--time=0"))
+        for pid in pids_using(self.home):
             kill_pid(pid)
         for cid in self.created_ids():
             remove_cgroup(f"libpod_parent/libpod-{cid}")
+            for runtime in RUNTIMES.values():
+                shutil.rmtree(runtime.default_root / cid, ignore_errors=True)
 
 
 class Podman(Manager):
@@ -516,4 +534,4 @@ class Podman(Manager):
 
     def remove_all(self):
         if self.names:
-            self("rm", "--force", "--time=0", *self.names, check=False)
+            run_quietly(self.argv("rm", "--force", "--time=0", *self.names))

@@ -13,7 +13,7 @@ import pytest
 from client_managers import (
     REPO,
     RUNC,
-    RUNTIME_PATHS,
+    RUNTIMES,
     Containerd,
     Ctr,
     Podman,
@@ -27,10 +27,10 @@ from client_managers import (
 
 @pytest.fixture(params=selected_runtimes())
 def runtime(request) -> Runtime:
-    path = RUNTIME_PATHS[request.param]
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"runtime {request.param}: {path} is not an executable")
-    return Runtime(request.param, path)
+    runtime = RUNTIMES[request.param]
+    if not os.access(runtime.path, os.X_OK):
+        pytest.fail(f"runtime {runtime.name}: {runtime.path} is not an executable")
+    return runtime
 
 
 @pytest.fixture(scope="session")

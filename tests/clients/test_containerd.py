@@ -9,10 +9,15 @@ from client_managers import cgroup_dir, cgroup_file, missing_tools, wait_for
 SKIP_REASON = missing_tools("containerd", "ctr", "containerd-shim-runc-v2")
 pytestmark = pytest.mark.skipif(bool(SKIP_REASON), reason=SKIP_REASON)
 
+# ctr may drop a terminal's last output when the process exits right after writing it (it
+# stops copying once the exit is reported): processes on a terminal linger before exiting.
+LINGER = "sleep 0.5"
 # ctr sets the terminal's size just after the start: wait for it.
-TTY_AND_SIZE = """tty
-for i in $(seq 50); do set -- $(stty size 2>/dev/null); [ "${1:-0}" != 0 ] && break; sleep 0.1; done
-echo "$@"
+TTY_AND_SIZE = f"""tty
+for i in $(seq 50); do
+    set -- $(stty size 2>/dev/null); [ "${{1:-0}}" != 0 ] && break; sleep 0.1
+done
+echo "$@"; {LINGER}
 """
 # Two processes: the container's init and a child of it.
 TWO_PROCESSES = ("sh", "-c", "sleep 1000 & exec sleep 1001")
@@ -88,7 +93,9 @@ def test_exec(ctr):
 
 def test_exec_tty(ctr):
     cid = ctr.start("sleep", "1000")
-    status, output = ctr.in_terminal("tasks", "exec", "--tty", "--exec-id=e1", cid, "tty")
+    status, output = ctr.in_terminal(
+        "tasks", "exec", "--tty", "--exec-id=e1", cid, "sh", "-c", f"tty; {LINGER}"
+    )
     assert status == 0
     assert output.startswith("/dev/pts/")
 

@@ -78,7 +78,7 @@ def test_exec_missing_command_exits_127(podman):
 
 def test_stop(podman):
     name = start_trapping_term(podman)
-    podman("stop", "--time=20", name)
+    podman("stop", "--time=5", name)
     assert podman("wait", name).stdout == "42\n"
 
 
