@@ -5,6 +5,7 @@ of ours; podman with its storage, run and temporary directories there. Helpers h
 up what a misbehaving runtime leaves: processes, mounts, cgroups.
 """
 
+import difflib
 import fcntl
 import hashlib
 import io
@@ -56,6 +57,17 @@ grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status
 env | grep -v '^HOSTNAME=' | sort
 ls -l /dev | awk '{print $1, $5, $6, $NF}'
 awk '{split($4, o, ","); print $2, $3, o[1]}' /proc/self/mounts | sort
+"""
+
+# ctr may drop a terminal's last output when the process exits right after writing it (it
+# stops copying once the exit is reported): processes on a terminal linger before exiting.
+LINGER = "sleep 0.5"
+# A manager may set the terminal's size just after the start: wait for it.
+TTY_AND_SIZE = f"""tty
+for i in $(seq 50); do
+    set -- $(stty size 2>/dev/null); [ "${{1:-0}}" != 0 ] && break; sleep 0.1
+done
+echo "$@"; {LINGER}
 """
 
 
@@ -170,6 +182,12 @@ def cgroup_file(pid: int, controller: str, v1_name: str, v2_name: str) -> Path:
     """A file of controller in the cgroup of pid, by its name in cgroup v1 or v2."""
     directory = cgroup_dir(pid, controller)
     return directory / (v2_name if directory.is_relative_to(CGROUP_V2) else v1_name)
+
+
+def frozen(pid: int) -> bool:
+    """Whether the cgroup freezer holds process pid."""
+    state = cgroup_file(pid, "freezer", "freezer.state", "cgroup.freeze").read_text()
+    return state.strip() in ("FROZEN", "1")
 
 
 def cgroup_dirs(relative: str) -> list[Path]:
@@ -393,6 +411,14 @@ class Manager(ABC):
     def probe(self) -> str:
         """What a new container sees of itself (PROBE's output)."""
         return self.run("sh", "-c", PROBE).stdout
+
+
+def view_diff(reference: str, view: str) -> str:
+    """A unified diff of two PROBE outputs, for assertion messages."""
+    lines = difflib.unified_diff(
+        reference.splitlines(), view.splitlines(), "runc", "runtime", lineterm=""
+    )
+    return "\n".join(lines)
 
 
 class Ctr(Manager):
