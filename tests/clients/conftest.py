@@ -50,7 +50,7 @@ def rootfs(workdir) -> Path:
 
 @pytest.fixture(scope="session")
 def containerd(workdir, rootfs):
-    service = Containerd(workdir / "containerd", f"ocirun-pytest-{os.getpid()}")
+    service = Containerd(workdir / "containerd", f"ocirun-clients-{os.getpid()}")
     try:
         service.start()
         service.import_image(rootfs)
