@@ -5,6 +5,7 @@ fixtures kill what they started and remove what they created, also when a test f
 """
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -222,15 +223,43 @@ def test_cpu_and_cpuset(sandbox):
 
 
 @needs_v1
-def test_destroy_leaves_nothing(sandbox):
+def test_destroy_leaves_nothing_create_made(sandbox):
     manager = sandbox.manager("gone/deeper", {"pids": {"limit": 20}})
+    assert manager.path == f"{PREFIX}/gone/deeper;parents=2"  # the prefix and gone were made too
     sandbox.spawn(manager, "sys.stdin.read()")
     directories = [path for _, path, _ in manager.mount_sources()]
     assert all(os.path.isdir(path) for path in directories)
     manager.kill()
-    manager.destroy()
-    assert not any(os.path.exists(path) for path in directories)
+    cgroups.open_existing(manager.path).destroy()
+    assert not any(os.path.exists(path.removesuffix("/gone/deeper")) for path in directories)
     manager.destroy()  # again: missing directories are fine
+
+
+@needs_v1
+def test_destroy_keeps_parents_still_in_use(sandbox):
+    first = sandbox.manager("shared/first", {})
+    second = sandbox.manager("shared/second", {})
+    assert first.parents == 2 and second.parents == 0
+    first.destroy()
+    assert all(os.path.isdir(path) for _, path, _ in second.mount_sources())
+
+
+@needs_v1
+def test_oom_notifications(sandbox):
+    limit = 32 << 20
+    manager = sandbox.manager("oom", {"memory": {"limit": limit, "swap": limit}})
+    notifier = manager.oom_notifier()
+    try:
+        poller = select.poll()
+        poller.register(notifier, notifier.poll_events)
+        assert poller.poll(0) == []
+        hog = sandbox.spawn(manager, "data = b'x' * (100 << 20)")
+        hog.wait(timeout=30)
+        assert poller.poll(5000) and notifier.read() == 1
+        manager.destroy()
+        assert poller.poll(5000) and notifier.read() is None
+    finally:
+        notifier.close()
 
 
 @needs_v1

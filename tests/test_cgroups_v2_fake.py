@@ -92,6 +92,7 @@ def content(manager: V2Manager, name: str) -> str:
 def test_create_enables_controllers_down_the_path(tree, tmp_path):
     manager = tree()
     assert manager.dir == f"{tmp_path}/cgroup/ocirun/c1"
+    assert manager.path == "/ocirun/c1;parents=1"  # /ocirun was made too
     enabled = (tmp_path / "cgroup" / "cgroup.subtree_control").read_text()
     assert enabled == "+cpuset +cpu +io +memory +hugetlb +pids +rdma +misc"
     assert manager.mount_sources() == [("", manager.dir, "cgroup2")]
@@ -124,9 +125,9 @@ def test_cpu_update_keeps_the_other_half_of_cpu_max(tree):
     assert content(manager, "cpu.max") == "max 50000"
 
 
-def test_cpu_realtime_is_refused(tree):
-    with pytest.raises(CgroupError, match="realtime"):
-        tree().update({"cpu": {"realtimeRuntime": 1000}})
+def test_cpu_realtime_is_ignored_with_a_warning(tree, capfd):
+    tree().update({"cpu": {"realtimeRuntime": 1000}})  # as runc 1.1, which ignores it silently
+    assert "no realtime limits, ignored" in capfd.readouterr().err
 
 
 def test_cpuset(tree):
@@ -149,9 +150,9 @@ def test_memory(tree):
     assert content(manager, "memory.swap.max") == "max"
 
 
-def test_memory_v1_only_settings_warn(tree, capsys):
+def test_memory_v1_only_settings_warn(tree, capfd):
     tree().update({"memory": {"swappiness": 10, "kernel": -1, "disableOOMKiller": True}})
-    assert "memory.kernel, memory.swappiness, memory.disableOOMKiller" in capsys.readouterr().err
+    assert "memory.kernel, memory.swappiness, memory.disableOOMKiller" in capfd.readouterr().err
 
 
 def test_memory_check_before_update(tree):
@@ -245,12 +246,12 @@ def test_unified_controller_not_available(tree):
         )
 
 
-def test_missing_controller_is_an_error_when_asked_and_a_warning_otherwise(tree, capsys):
+def test_missing_controller_is_an_error_when_asked_and_a_warning_otherwise(tree, capfd):
     manager = tree(controllers="cpu memory pids", available="cpu memory pids")
     with pytest.raises(CgroupError, match="blockIO: the io controller is not available"):
         manager.update({"blockIO": {"weight": 100}})
     manager.update({"blockIO": {"weightDevice": []}})
-    assert "blockIO ignored: no io controller" in capsys.readouterr().err
+    assert "blockIO ignored: no io controller" in capfd.readouterr().err
 
 
 def test_network_has_no_v2_controller(tree):
@@ -333,3 +334,24 @@ def test_stats(tree):
         "intel_rdt",
         "network_interfaces",
     }
+
+
+def test_oom_events(tree):
+    manager = tree(controllers="memory")
+    events = f"{manager.dir}/memory.events"
+    with open(events, "w") as f:
+        f.write("low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n")
+    with open(f"{manager.dir}/cgroup.events", "w") as f:
+        f.write("populated 1\nfrozen 0\n")
+    notifier = manager.oom_notifier()
+    try:
+        assert notifier.poll_events == 2  # POLLPRI
+        assert notifier.read() == 0
+        with open(events, "w") as f:
+            f.write("low 0\nhigh 0\nmax 5\noom 3\noom_kill 3\n")
+        assert notifier.read() == 2
+        with open(f"{manager.dir}/cgroup.events", "w") as f:
+            f.write("populated 0\nfrozen 0\n")
+        assert notifier.read() is None
+    finally:
+        notifier.close()

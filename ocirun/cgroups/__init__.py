@@ -28,7 +28,10 @@ createCgroupConfig, cgroups/fs/paths.go, cgroups/fs2/defaultpath.go; verified in
 
 mgr.path is the resolved cgroup path ("/ocirun/abc"). When a relative path resolves differently
 in some hierarchies, they follow after ";" by hierarchy name:
-"/abc;memory=/process_api/x/abc". That string is what open_existing() takes back.
+"/abc;memory=/process_api/x/abc". After create(), ";parents=N" says that create() also made
+the N levels above the cgroup, which destroy() removes again when they are empty (the spec's
+delete removes what create made; runc 1.1 leaves them). That string is what open_existing()
+takes back.
 """
 
 import os
@@ -78,13 +81,17 @@ def open_existing(path: str) -> Manager:
     """The manager of an existing container's cgroup, from mgr.path as stored at create."""
     host = detect.host()
     common, _, rest = path.partition(";")
+    items = dict(item.split("=", 1) for item in rest.split(";") if item)
+    parents = int(items.pop("parents", 0))
     if host.mode == "unified":
         from ocirun.cgroups.v2 import V2Manager
 
-        return V2Manager(host.v2.mountpoint, common)
-    exceptions = dict(item.split("=", 1) for item in rest.split(";") if item)
-    hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
-    return _v1(host, {h.name: exceptions.get(h.name, common) for h in hierarchies})
+        manager: Manager = V2Manager(host.v2.mountpoint, common)
+    else:
+        hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
+        manager = _v1(host, {h.name: items.get(h.name, common) for h in hierarchies})
+    manager.parents = parents
+    return manager
 
 
 def clean_path(path: str) -> str:

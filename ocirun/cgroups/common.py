@@ -6,7 +6,6 @@ and the buffered io layer, `re` or `typing` would each cost more than the writes
 
 import errno
 import os
-import sys
 
 from ocirun.errors import CgroupError
 
@@ -14,8 +13,10 @@ UINT64_MAX = (1 << 64) - 1
 
 
 def warn(message: str) -> None:
-    """The one exit for cgroup warnings (the CLI will route this into its log)."""
-    print(f"warning: {message}", file=sys.stderr)
+    """The one exit for cgroup warnings: ocirun's log (the --log file, else stderr)."""
+    from ocirun.log import log
+
+    log.warning(message)
 
 
 def read_path(path: str) -> str:
@@ -77,6 +78,29 @@ def write(directory: str, name: str, value: str) -> None:
         raise write_error(directory, name, value, err)
 
 
+def mkdirs(directory: str, root: str) -> int:
+    """mkdir directory and its missing parents below root; how many levels were made."""
+    try:
+        os.mkdir(directory, 0o755)
+        return 1
+    except FileExistsError:
+        return 0
+    except FileNotFoundError:
+        parent = os.path.dirname(directory)
+        if len(parent) <= len(root):
+            raise CgroupError(f"cannot create {directory}: {root} does not exist") from None
+    except OSError as e:
+        raise CgroupError(f"cannot create {directory}: {e.strerror}") from None
+    made = mkdirs(parent, root)
+    try:
+        os.mkdir(directory, 0o755)
+    except FileExistsError:  # made meanwhile by someone else
+        return made
+    except OSError as e:
+        raise CgroupError(f"cannot create {directory}: {e.strerror}") from None
+    return made + 1
+
+
 def parse_uint(text: str) -> int:
     """A cgroup number; "max" is UINT64_MAX (runc's GetCgroupParamUint)."""
     text = text.strip()
@@ -110,7 +134,13 @@ def asks(section: object) -> bool:
 class Manager:
     """One container's cgroup, in every hierarchy the host has. See the package docstring."""
 
-    path: str
+    location: str  # where the cgroup is: mgr.path without the ";parents=" part
+    parents = 0  # levels above the cgroup that create() made, for destroy() to remove again
+
+    @property
+    def path(self) -> str:
+        """What open_existing() takes back: the location, and the parents create() made."""
+        return f"{self.location};parents={self.parents}" if self.parents else self.location
 
     def create(self) -> None:
         """mkdir the cgroup (and its parents) in every hierarchy; idempotent."""
@@ -155,9 +185,30 @@ class Manager:
         raise NotImplementedError
 
     def destroy(self) -> None:
-        """rmdir the cgroup in every hierarchy, deepest first; missing directories are fine."""
+        """rmdir the cgroup in every hierarchy, deepest first, then the parents create() made
+        while they are empty; missing directories are fine."""
+        raise NotImplementedError
+
+    def oom_notifier(self) -> "OomNotifier":
+        """Something to poll() for the container's OOM kills."""
         raise NotImplementedError
 
     def mount_sources(self) -> list[tuple[str, str, str]]:
         """(subdirectory under the container's /sys/fs/cgroup, host directory, fstype)."""
+        raise NotImplementedError
+
+
+class OomNotifier:
+    """poll() its fileno() for poll_events, then call read(): the number of OOM kills since
+    the last read, or None once the cgroup is gone (or, on v2, has no process left)."""
+
+    poll_events: int
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def read(self) -> int | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
         raise NotImplementedError

@@ -60,6 +60,18 @@ def remove_tree(directory: str) -> None:
         delay *= 2
 
 
+def remove_parents(directory: str, levels: int) -> None:
+    """rmdir up to levels parents of directory, stopping at the first one still in use."""
+    for _ in range(levels):
+        directory = os.path.dirname(directory)
+        try:
+            os.rmdir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError:  # other cgroups (or processes) in it: someone else's too
+            return
+
+
 def wait_for(check, what: str, timeout: float = 10.0) -> None:
     """Poll check() (1 ms, growing to 10 ms) until it is true; CgroupError after timeout."""
     deadline = time.monotonic() + timeout

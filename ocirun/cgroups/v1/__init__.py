@@ -8,15 +8,15 @@ development machine) and `unified` keys.
 import errno
 import os
 
-from ocirun.cgroups.common import Manager, asks, warn, write_errno, write_error
+from ocirun.cgroups.common import Manager, OomNotifier, asks, mkdirs, warn, write_errno, write_error
 from ocirun.cgroups.detect import Host
 from ocirun.errors import CgroupError
 
 
 class V1Manager(Manager):
-    def __init__(self, host: Host, paths: dict[str, str], path: str):
+    def __init__(self, host: Host, paths: dict[str, str], location: str):
         """paths: the cgroup path in each hierarchy, by hierarchy name ("memory", "unified"...)."""
-        self.path = path
+        self.location = location
         self._hierarchies = [(h, _join(h.mountpoint, paths[h.name])) for h in host.v1]
         self._dirs = {c: d for h, d in self._hierarchies for c in h.controllers}
         self._unified = host.v2
@@ -32,17 +32,18 @@ class V1Manager(Manager):
         return V2Manager(self._unified.mountpoint, self._unified_path, enable_all=False)
 
     def _all_dirs(self) -> list[str]:
-        dirs = [directory for _, directory in self._hierarchies]
-        if self._unified_dir:
-            dirs.append(self._unified_dir)
-        return dirs
+        return [directory for _, directory in self._mounts()]
+
+    def _mounts(self) -> list[tuple[str, str]]:
+        """(mount point, cgroup directory) in every hierarchy."""
+        mounts = [(h.mountpoint, directory) for h, directory in self._hierarchies]
+        if self._unified:
+            mounts.append((self._unified.mountpoint, self._unified_dir))
+        return mounts
 
     def create(self) -> None:
-        for directory in self._all_dirs():
-            try:
-                os.makedirs(directory, 0o755, exist_ok=True)
-            except OSError as e:
-                raise CgroupError(f"cannot create {directory}: {e.strerror}") from None
+        made = [mkdirs(directory, mountpoint) for mountpoint, directory in self._mounts()]
+        self.parents = max(0, min(made) - 1)  # made in every hierarchy: ours to remove
         for hierarchy, directory in self._hierarchies:
             if "cpuset" in hierarchy.controllers:
                 from ocirun.cgroups.v1 import cpuset
@@ -207,16 +208,25 @@ class V1Manager(Manager):
         return data
 
     def destroy(self) -> None:
-        from ocirun.cgroups.tree import remove_tree
+        from ocirun.cgroups.tree import remove_parents, remove_tree
 
         errors = []
         for directory in self._all_dirs():
             try:
                 remove_tree(directory)
+                remove_parents(directory, self.parents)
             except CgroupError as e:
                 errors.append(e)
         if errors:
             raise errors[0]
+
+    def oom_notifier(self) -> OomNotifier:
+        directory = self._dirs.get("memory")
+        if directory is None:
+            raise CgroupError("no OOM notifications: this host has no memory cgroup controller")
+        from ocirun.cgroups.v1.memory import OomEventfd
+
+        return OomEventfd(directory)
 
     def mount_sources(self) -> list[tuple[str, str, str]]:
         sources = [(h.name, directory, "cgroup") for h, directory in self._hierarchies]

@@ -1,8 +1,10 @@
 """cgroup v1 memory controller (runc libcontainer/cgroups/fs/memory.go)."""
 
 import errno
+import os
 
 from ocirun.cgroups.common import (
+    OomNotifier,
     key_values,
     parse_uint,
     read,
@@ -80,14 +82,14 @@ def stats(directory: str, out: dict) -> None:
     if raw is None:
         return
     values = key_values(raw)
-    out["cache"] = values.get("cache", 0)
+    out.clear()  # refilled in runc's field order
+    if values.get("cache"):
+        out["cache"] = values["cache"]
     out["usage"] = _entry(directory, "memory", optional=False)
     out["swap"] = _entry(directory, "memory.memsw", optional=True)
     out["kernel"] = _entry(directory, "memory.kmem", optional=True)
     out["kernelTCP"] = _entry(directory, "memory.kmem.tcp", optional=True)
     out["raw"] = values
-    if not out["cache"]:
-        del out["cache"]  # omitempty
 
 
 def _entry(directory: str, prefix: str, optional: bool) -> dict:
@@ -102,3 +104,40 @@ def _entry(directory: str, prefix: str, optional: bool) -> dict:
         parse_uint(read(directory, prefix + ".max_usage_in_bytes")),
         parse_uint(read(directory, prefix + ".failcnt")),
     )
+
+
+class OomEventfd(OomNotifier):
+    """memory.oom_control registered with an eventfd through cgroup.event_control, as runc's
+    notifyOnOOM. The kernel signals the eventfd on each OOM and when the cgroup is removed."""
+
+    poll_events = 1  # POLLIN
+
+    def __init__(self, directory: str):
+        self._directory = directory
+        self._eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            self._control = os.open(f"{directory}/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            os.close(self._eventfd)
+            raise CgroupError(f"cannot open {directory}/memory.oom_control: {e.strerror}") from None
+        try:
+            write(directory, "cgroup.event_control", f"{self._eventfd} {self._control}")
+        except CgroupError:
+            self.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._eventfd
+
+    def read(self) -> int | None:
+        try:
+            count = os.eventfd_read(self._eventfd)
+        except BlockingIOError:
+            count = 0
+        if not os.path.exists(f"{self._directory}/cgroup.event_control"):
+            return None  # that signal was the removal of the cgroup
+        return count
+
+    def close(self) -> None:
+        os.close(self._eventfd)
+        os.close(self._control)

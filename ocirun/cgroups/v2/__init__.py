@@ -9,6 +9,7 @@ import os
 
 from ocirun.cgroups.common import (
     Manager,
+    OomNotifier,
     asks,
     read,
     warn,
@@ -19,30 +20,32 @@ from ocirun.errors import CgroupError
 
 
 class V2Manager(Manager):
-    def __init__(self, root: str, path: str, enable_all: bool = True):
-        """root: where the hierarchy is mounted; path: the cgroup below it ("/ocirun/abc").
+    def __init__(self, root: str, location: str, enable_all: bool = True):
+        """root: where the hierarchy is mounted; location: the cgroup below it ("/ocirun/abc").
         enable_all: enable every available controller down the path at create(), as runc
         does on a unified host. On a hybrid host (False) a controller is enabled when a limit
         needs it."""
         self.root = root
-        self.path = path
-        self.dir = root if path == "/" else root + path
+        self.location = location
+        self.dir = root if location == "/" else root + location
         self._enable_all = enable_all
         self._controllers: set[str] | None = None  # enabled for the cgroup, read once per write
 
     def create(self) -> None:
         controllers = self._available() if self._enable_all else []
-        current = self.root
-        for part in filter(None, self.path.split("/")):
+        current, made = self.root, 0
+        for part in filter(None, self.location.split("/")):
             if controllers:
                 _enable(current, controllers)
             current = f"{current}/{part}"
             try:
                 os.mkdir(current, 0o755)
+                made += 1
             except FileExistsError:
                 pass
             except OSError as e:
                 raise CgroupError(f"cannot create {current}: {e.strerror}") from None
+        self.parents = max(0, made - 1)  # the levels above the cgroup that were ours
 
     def add(self, pid: int) -> None:
         if err := write_errno(self.dir, "cgroup.procs", str(pid)):
@@ -124,7 +127,7 @@ class V2Manager(Manager):
             return True
         if controller in self._available():
             current = self.root
-            for part in filter(None, self.path.split("/")):
+            for part in filter(None, self.location.split("/")):
                 _enable(current, [controller])
                 current = f"{current}/{part}"
             self._controllers = set(read(self.dir, "cgroup.controllers").split())
@@ -192,9 +195,15 @@ class V2Manager(Manager):
         return data
 
     def destroy(self) -> None:
-        from ocirun.cgroups.tree import remove_tree
+        from ocirun.cgroups.tree import remove_parents, remove_tree
 
         remove_tree(self.dir)
+        remove_parents(self.dir, self.parents)
+
+    def oom_notifier(self) -> OomNotifier:
+        from ocirun.cgroups.v2.memory import OomEvents
+
+        return OomEvents(self.dir)
 
     def mount_sources(self) -> list[tuple[str, str, str]]:
         return [("", self.dir, "cgroup2")]

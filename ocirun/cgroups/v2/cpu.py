@@ -2,16 +2,21 @@
 
 import errno
 
-from ocirun.cgroups.common import key_values, read, read_optional, write, write_errno, write_error
+from ocirun.cgroups.common import (
+    key_values,
+    read,
+    read_optional,
+    warn,
+    write,
+    write_errno,
+    write_error,
+)
 from ocirun.cgroups.convert import cpu_shares_to_weight
-from ocirun.errors import CgroupError
 
 
 def apply(directory: str, cpu: dict) -> None:
-    if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
-        raise CgroupError(
-            "cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no realtime scheduling limits"
-        )
+    if cpu.get("realtimeRuntime") is not None or cpu.get("realtimePeriod") is not None:
+        warn("cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no realtime limits, ignored")
     if shares := cpu.get("shares"):
         write(directory, "cpu.weight", str(cpu_shares_to_weight(shares)))
     burst, quota, period = cpu.get("burst"), cpu.get("quota"), cpu.get("period")

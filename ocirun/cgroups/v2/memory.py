@@ -1,9 +1,11 @@
 """cgroup v2 memory controller (runc libcontainer/cgroups/fs2/memory.go)."""
 
 import errno
+import os
 
 from ocirun.cgroups.common import (
     UINT64_MAX,
+    OomNotifier,
     key_values,
     num,
     parse_uint,
@@ -63,10 +65,13 @@ def stats(directory: str, out: dict) -> None:
     swap_limit, swap_usage, swap_peak, _ = _numbers(directory, "memory.swap")
     if swap_limit != UINT64_MAX:  # v1 reports memory+swap: keep that meaning (runc statMemory)
         swap_limit += limit
+    out.clear()  # refilled in runc's field order
     if values.get("file"):
         out["cache"] = values["file"]
     out["usage"] = memory_entry(limit, usage, peak, failcnt)
     out["swap"] = memory_entry(swap_limit, swap_usage + usage, swap_peak, 0)
+    out["kernel"] = memory_entry(0, 0, 0, 0)
+    out["kernelTCP"] = memory_entry(0, 0, 0, 0)
     out["raw"] = values
 
 
@@ -83,3 +88,44 @@ def _numbers(directory: str, prefix: str) -> tuple[int, int, int, int]:
         parse_uint(peak) if peak else 0,
         events.get("max", 0),
     )
+
+
+class OomEvents(OomNotifier):
+    """memory.events: the kernel reports its changes as POLLPRI on an open descriptor of it,
+    and its oom_kill counter says how many processes the OOM killer took (runc watches the
+    same file, through inotify). The stream ends when cgroup.events says "populated 0"."""
+
+    poll_events = 2  # POLLPRI: kernfs files are always readable, a change comes as PRI|ERR
+
+    def __init__(self, directory: str):
+        self._directory = directory
+        try:
+            self._fd = os.open(f"{directory}/memory.events", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise CgroupError(
+                f"no OOM notifications: cannot open {directory}/memory.events: {e.strerror}"
+            ) from None
+        self._seen = self._oom_kills() or 0
+
+    def _oom_kills(self) -> int | None:
+        try:
+            text = os.pread(self._fd, 4096, 0).decode()  # reading also re-arms the poll
+        except OSError:
+            return None
+        return key_values(text).get("oom_kill", 0)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def read(self) -> int | None:
+        kills = self._oom_kills()
+        events = read_optional(self._directory, "cgroup.events")
+        if kills is None or events is None:
+            return None
+        new, self._seen = kills - self._seen, kills
+        if not new and "populated 0" in events:
+            return None
+        return new
+
+    def close(self) -> None:
+        os.close(self._fd)
