@@ -34,5 +34,7 @@ def run(ctx, opts: dict, args: list[str]) -> int:
                  for s in states]  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(6)]
         for row in rows:
-            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+            sys.stdout.write(
+                "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+            )
     return 0

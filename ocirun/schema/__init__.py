@@ -48,6 +48,9 @@ def validate_features(doc: dict) -> None:
 def _validate(ref: str, doc: dict, label: str) -> None:
     if is_valid(ref, doc):
         return
+    from ocirun import load_site_packages
+
+    load_site_packages()  # jsonschema lives there; the launcher may have skipped `site`
     from ocirun.schema.explain import first_error
 
     error = first_error(ref, doc)

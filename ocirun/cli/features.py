@@ -1,0 +1,41 @@
+"""Print what this build of ocirun supports, as the spec's features document (JSON)."""
+
+USAGE = "features"
+OPTIONS = []
+
+
+def features() -> dict:
+    from ocirun import OCI_VERSION
+    from ocirun.config import NAMESPACE_FLAGS
+    from ocirun.mountopts import FLAGS, PROPAGATION, RECURSIVE
+    from ocirun.security import CAPABILITIES
+
+    mount_options = sorted(set(FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {"idmap", "ridmap"})
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],  # fmt: skip
+        "mountOptions": mount_options,
+        "linux": {
+            "namespaces": sorted(NAMESPACE_FLAGS),
+            "capabilities": list(CAPABILITIES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": True}},
+            "netDevices": {"enabled": False},
+        },
+        "annotations": {"org.opencontainers.runtime-spec.features.ocirun.version": "0.1.0"},
+    }
+
+
+def run(ctx, opts: dict, args: list[str]) -> int:
+    import sys
+
+    from ocirun import jsonio
+
+    sys.stdout.write(jsonio.dumps_pretty(features()) + "\n")
+    return 0

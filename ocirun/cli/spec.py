@@ -1,0 +1,76 @@
+"""Write a default config.json (runc's template, for a busybox-like rootfs) into the bundle."""
+
+from ocirun.cli.options import opt
+
+USAGE = "spec [--bundle DIR]"
+OPTIONS = [
+    opt("--bundle", "-b", default=".", help="directory to write config.json to"),
+    opt("--rootless", kind=bool, help="not supported yet"),
+]
+
+DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+
+def default_spec() -> dict:
+    from ocirun import OCI_VERSION
+
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "TERM=xterm"],  # fmt: skip
+            "cwd": "/",
+            "capabilities": {k: list(DEFAULT_CAPS)
+                             for k in ("bounding", "effective", "permitted", "ambient")},  # fmt: skip
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "ocirun",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
+                         "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],  # fmt: skip
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi",
+            ],  # fmt: skip
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],  # fmt: skip
+        },
+    }
+
+
+def run(ctx, opts: dict, args: list[str]) -> int:
+    import os
+
+    from ocirun import jsonio
+    from ocirun.errors import UsageError
+
+    if opts["rootless"]:
+        raise UsageError("spec --rootless: rootless containers are not supported yet")
+    path = os.path.join(opts["bundle"], "config.json")
+    if os.path.exists(path):
+        raise UsageError(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        f.write(jsonio.dumps_pretty(default_spec()) + "\n")
+    return 0

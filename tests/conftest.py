@@ -1,0 +1,73 @@
+"""Fixtures for tests that run real containers: a busybox rootfs, bundles, a private state root."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import (  # noqa: E402
+    REPO,
+    Bundle,
+    Runtime,
+    default_config,
+    mounts_under,
+    remove_cgroup_tree,
+    unmount_under,
+)  # fmt: skip
+
+CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def rootfs(tmp_path_factory) -> str:
+    """A busybox rootfs built once per session (read-only bundles share it)."""
+    path = tmp_path_factory.mktemp("rootfs-src") / "rootfs"
+    subprocess.run([str(REPO / "bundles" / "make-rootfs"), str(path)], check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cgroup_prefix_cleanup():
+    yield
+    remove_cgroup_tree(CGROUP_PREFIX)
+
+
+@pytest.fixture
+def ocirun(tmp_path):
+    """The ocirun CLI with a private state root; every container left is force-deleted."""
+    runtime = Runtime(tmp_path / "state")
+    yield runtime
+    runtime.cleanup()
+    leftover = runtime.ids()
+    unmount_under(str(tmp_path))
+    assert not leftover, f"containers left in the state root: {leftover}"
+
+
+@pytest.fixture
+def make_bundle(tmp_path, rootfs):
+    """make_bundle(args) → a Bundle whose config runs args in a private test cgroup."""
+    created = []
+
+    def make(args=("true",), name=None) -> Bundle:
+        name = name or f"b{len(created)}"
+        path = tmp_path / name
+        path.mkdir()
+        cgroups_path = f"{CGROUP_PREFIX}/{uuid.uuid4().hex[:12]}"
+        bundle = Bundle(path, default_config(rootfs, list(args), cgroups_path))
+        created.append(bundle)
+        return bundle
+
+    yield make
+    unmount_under(str(tmp_path))
+    assert not mounts_under(str(tmp_path)), "mounts left under the test's bundles"
+
+
+@pytest.fixture
+def cid() -> str:
+    """A unique container id."""
+    return f"t-{uuid.uuid4().hex[:10]}"
