@@ -140,10 +140,10 @@ class _Builder:
                 elif word == "pid":
                     self.init_pid = int(rest)
                     channel.send("go")
+                    self.cgroup.add(self.init_pid)  # while the init mounts; done before "hooks"
                 elif word == "mount":
                     self.host_mounts.append(rest)
                 elif word == "hooks":
-                    self.cgroup.add(self.init_pid)
                     hooks.run(self.config, "prestart", self.hook_state(CREATING))
                     hooks.run(self.config, "createRuntime", self.hook_state(CREATING))
                     channel.send("go")

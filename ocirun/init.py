@@ -117,7 +117,7 @@ def stage2(plan: Plan, channel: Channel) -> None:
     for i in range(first_cgroup):
         rootfs.mount(mounts[i], i)
 
-    channel.send("hooks")  # the parent puts us in our cgroup and runs prestart, createRuntime
+    channel.send("hooks")  # the parent has put us in our cgroup; it runs prestart, createRuntime
     channel.receive()
     if "cgroup" in ns and ns["cgroup"] is None:
         sc.unshare(sc.CLONE_NEWCGROUP)

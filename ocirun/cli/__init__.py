@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a system call we did not wrap in a clearer error
+        log.error(str(exc))
+        return 1
+    except Exception as exc:  # a bug: still one line for the caller, never a traceback
+        log.error(f"internal error: {type(exc).__name__}: {exc}")
+        return 1
 
 
 def one_id(args: list[str]) -> str:

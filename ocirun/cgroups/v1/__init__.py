@@ -51,9 +51,16 @@ class V1Manager(Manager):
                 cpuset.prepare(hierarchy.mountpoint, directory)
 
     def add(self, pid: int) -> None:
+        """Move a single-threaded process (ocirun only moves processes it forked) into the cgroup.
+
+        v1 hierarchies take it through `tasks`: a write to cgroup.procs waits for an RCU grace
+        period (~10 ms here, on every idle start) to move a whole thread group; for one thread
+        `tasks` does the same move without that wait.
+        """
         for directory in self._all_dirs():
-            if err := write_errno(directory, "cgroup.procs", str(pid)):
-                error = write_error(directory, "cgroup.procs", str(pid), err)
+            procs = "cgroup.procs" if directory == self._unified_dir else "tasks"
+            if err := write_errno(directory, procs, str(pid)):
+                error = write_error(directory, procs, str(pid), err)
                 if err == errno.ENOSPC:
                     error = CgroupError(
                         f"{error} (empty cpuset.cpus or cpuset.mems: create() first)"
