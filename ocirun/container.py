@@ -4,7 +4,7 @@ import os
 import time
 
 from ocirun import config as cfg
-from ocirun import hooks, namespaces, security
+from ocirun import hooks
 from ocirun.channel import Channel
 from ocirun.errors import ContainerExists, InvalidState, OcirunError, SetupError
 from ocirun.log import log
@@ -39,7 +39,7 @@ class CreateOptions:
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
     """Build the container up to where only `start` is missing; return it (and its lock)."""
-    from ocirun import cgroups
+    from ocirun import cgroups, security  # (security loads ctypes: not for start, kill, delete)
 
     check_id(container_id)
     config = cfg.load(opts.bundle)
@@ -130,6 +130,7 @@ class _Builder:
 
     def _converse(self, channel: Channel, stage1: int) -> None:
         """Answer the children's requests until the init reports ready (or an error)."""
+        from ocirun import namespaces
         linux = self.config.get("linux", {})
         try:
             while True:
@@ -213,6 +214,8 @@ def kill_and_wait(pid: int, timeout: float = 10.0) -> None:
 
 
 def unmount_all(mounts: list[str]) -> None:
+    if not mounts:
+        return
     from ocirun import syscalls as sc
 
     for path in reversed(mounts):
