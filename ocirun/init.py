@@ -19,6 +19,7 @@ from ocirun.channel import Channel
 from ocirun.errors import OcirunError, SetupError
 from ocirun.rootfs import Rootfs
 
+EXEC_FIFO = "exec.fifo"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -45,6 +46,7 @@ class Plan:
 
 def fork_stage1(plan: Plan, channel: Channel) -> int:
     """Fork stage 1 and return its pid (in the parent)."""
+    _open_exec_fifo_to_container(plan)
     gc.freeze()  # keep the children from dirtying (and being charged for) the parent's objects
     pid = os.fork()
     if pid:
@@ -53,6 +55,15 @@ def fork_stage1(plan: Plan, channel: Channel) -> int:
     if plan.lock_fd >= 0:
         os.close(plan.lock_fd)
     _run_child(stage1, plan, channel.as_child())
+
+
+def _open_exec_fifo_to_container(plan: Plan) -> None:
+    """The init may run as a uid of a user namespace: let it write the fifo (as runc does)."""
+    os.chmod(EXEC_FIFO, 0o622, dir_fd=plan.state_dir_fd)
+    if "user" in plan.namespaces:
+        uid = namespaces.host_id(plan.linux.get("uidMappings", []), 0)
+        gid = namespaces.host_id(plan.linux.get("gidMappings", []), 0)
+        os.chown(EXEC_FIFO, uid, gid, dir_fd=plan.state_dir_fd)
 
 
 def _run_child(function, plan: Plan, channel: Channel) -> None:
@@ -194,7 +205,7 @@ def find_program(process: dict) -> str:
 
 def wait_for_start(plan: Plan) -> None:
     """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start."""
-    fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
+    fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
     os.close(plan.state_dir_fd)
     try:
         hooks.run(plan.config, "startContainer", plan.hook_state)

@@ -60,6 +60,14 @@ def write_id_mappings(pid: int, linux: dict) -> None:
     _write(f"/proc/{pid}/gid_map", _format_mappings(linux["gidMappings"]))
 
 
+def host_id(mappings: list[dict], container_id: int) -> int:
+    """The host id that container_id maps to (itself when unmapped or joined by path)."""
+    for m in mappings:
+        if m["containerID"] <= container_id < m["containerID"] + m["size"]:
+            return m["hostID"] + container_id - m["containerID"]
+    return container_id
+
+
 def _format_mappings(mappings: list[dict]) -> str:
     return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
 
