@@ -42,6 +42,8 @@ def check(config: dict, bundle: str) -> None:
     _check_process(config.get("process"))
     _check_mounts(config)
     _check_linux(config)
+    _check_hooks(config.get("hooks") or {})
+    _check_annotations(config.get("annotations") or {})
 
 
 def _check_version(version: str) -> None:
@@ -77,6 +79,20 @@ def _check_mounts(config: dict) -> None:
             mount["destination"] = "/" + mount["destination"]
 
 
+def _check_hooks(hooks: dict) -> None:
+    for kind, entries in hooks.items():
+        for i, hook in enumerate(entries or []):
+            if not hook["path"].startswith("/"):
+                raise ConfigError(
+                    f"config.json: hooks.{kind}[{i}].path: {hook['path']!r} is not absolute"
+                )
+
+
+def _check_annotations(annotations: dict) -> None:
+    if "" in annotations:
+        raise ConfigError("config.json: annotations: a key must not be empty")
+
+
 def _check_linux(config: dict) -> None:
     linux = config.get("linux", {})
     seen = set()
@@ -98,10 +114,10 @@ def _check_linux(config: dict) -> None:
             raise ConfigError(f"config.json: {field}: needs a new uts namespace")
     if linux.get("timeOffsets") and ns.get("time", "") is not None:
         raise ConfigError("config.json: linux.timeOffsets: needs a new time namespace")
-    for i, dev in enumerate(linux.get("devices", [])):
-        if not dev["path"].startswith("/dev/"):
+    for i, ns in enumerate(linux.get("namespaces", [])):
+        if "path" in ns and not ns["path"].startswith("/"):
             raise ConfigError(
-                f"config.json: linux.devices[{i}].path: {dev['path']} is not under /dev"
+                f"config.json: linux.namespaces[{i}].path: {ns['path']!r} is not absolute"
             )
     if config.get("process", {}).get("apparmorProfile") and not os.path.exists(
         "/sys/kernel/security/apparmor"

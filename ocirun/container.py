@@ -142,6 +142,8 @@ class _Builder:
                     self.init_pid = int(rest)
                     channel.send("go")
                     self.cgroup.add(self.init_pid)  # while the init mounts; done before "hooks"
+                elif word == "cgroup":  # the init is in its cgroup (added at "pid")
+                    channel.send("go")
                 elif word == "mount":
                     self.host_mounts.append(rest)
                 elif word == "hooks":
@@ -272,7 +274,7 @@ def _release_init(container: Container) -> None:
         os.close(fd)
     os.unlink(container.exec_fifo)
     if data != b"0":
-        kill_and_wait(container.pid)
+        destroy(container, CREATED)  # a failed startContainer hook: on to step 12 of the lifecycle
         raise SetupError(data.decode(errors="replace").removeprefix("error "))
 
 
@@ -282,7 +284,7 @@ def _poststart(container: Container) -> None:
     try:
         hooks.run(container.config, "poststart", container.oci_state(RUNNING))
     except OcirunError:
-        kill_and_wait(container.pid)
+        destroy(container, RUNNING)  # a failed poststart hook: on to step 12 of the lifecycle
         raise
 
 

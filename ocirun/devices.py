@@ -5,6 +5,7 @@ import stat
 
 from ocirun import paths
 from ocirun import syscalls as sc
+from ocirun.errors import SetupError
 
 DEFAULT_DEVICES = (
     {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
@@ -25,9 +26,13 @@ LINKS = (
 )
 
 
-def create(root_fd: int, dev: dict, bind: bool, on_mount) -> None:
-    """Create one device node (or, where mknod is not allowed, bind the host's node onto a file)."""
+def create(root_fd: int, dev: dict, bind: bool, on_mount, strict: bool = True) -> None:
+    """Create one device node (or, where mknod is not allowed, bind the host's node onto a file).
+
+    strict: another kind of file already at the path is an error (config-linux.md#Devices)."""
     path = dev["path"]
+    if strict:
+        _check_existing(root_fd, dev)
     if bind:
         target_fd = paths.ensure_file(root_fd, path)
         try:
@@ -49,6 +54,22 @@ def create(root_fd: int, dev: dict, bind: bool, on_mount) -> None:
                  follow_symlinks=False)  # fmt: skip
     finally:
         os.close(parent_fd)
+
+
+def _check_existing(root_fd: int, dev: dict) -> None:
+    """Refuse a file at the device's path that is not that device."""
+    try:
+        fd = paths.open_in_root(root_fd, dev["path"])
+    except FileNotFoundError:
+        return
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    kind = _TYPES[dev["type"]]
+    rdev = os.makedev(dev.get("major", 0), dev.get("minor", 0))
+    if stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and st.st_rdev != rdev):
+        raise SetupError(f"linux.devices: {dev['path']} exists and is not the requested device")
 
 
 def create_links(root_fd: int) -> None:

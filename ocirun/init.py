@@ -2,7 +2,7 @@
 
     ocirun create ──fork──> stage 1: user namespace, join namespaces by path, unshare the rest
                                └──fork──> stage 2 (the init, PID 1 of a new pid namespace):
-                                          mounts, /dev, [parent: cgroup + hooks], pivot_root,
+                                          mounts, /dev, [parent: hooks], pivot_root,
                                           "ready" → blocks on the exec fifo until `ocirun start`
                                           → startContainer hooks, process security, execve
 
@@ -40,6 +40,8 @@ class Plan:
         self.console_fd = console_fd
         self.cgroup_sources = cgroup_sources or []
         self.hook_state = hook_state or {}
+        self.umask = os.umask(0)  # the caller's, kept when process.user.umask is not given
+        os.umask(self.umask)
         self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
         self.namespaces = {ns["type"]: ns.get("path") for ns in self.linux.get("namespaces", [])}
 
@@ -72,21 +74,30 @@ def _run_child(function, plan: Plan, channel: Channel) -> None:
     try:
         function(plan, channel)
         code = 0
-    except OcirunError as exc:
-        _report(channel, str(exc))
-    except OSError as exc:
-        _report(channel, f"{exc.strerror or exc}" if not exc.filename else str(exc))
-    except BaseException as exc:  # a bug: still report it, never fall back into the parent's code
-        _report(channel, f"internal error: {type(exc).__name__}: {exc}")
+    except BaseException as exc:  # a bug too: report it, never fall back into the parent's code
+        _report(channel, _describe(exc))
     finally:
         os._exit(code)
 
 
+def _describe(exc: BaseException) -> str:
+    """One line for an error of a forked stage."""
+    if isinstance(exc, OcirunError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" if not exc.filename else str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
 def _report(channel: Channel, message: str) -> None:
+    """To the parent while it listens; afterwards (after start) to the container's stderr."""
     try:
         channel.send(f"error {message}")
     except OSError:
-        pass
+        try:
+            os.write(2, f"ocirun: {message}\n".encode())
+        except OSError:
+            pass
 
 
 def stage1(plan: Plan, channel: Channel) -> None:
@@ -128,16 +139,20 @@ def stage2(plan: Plan, channel: Channel) -> None:
     for i in range(first_cgroup):
         rootfs.mount(mounts[i], i)
 
-    channel.send("hooks")  # the parent has put us in our cgroup; it runs prestart, createRuntime
-    channel.receive()
     if "cgroup" in ns and ns["cgroup"] is None:
+        channel.send("cgroup")  # a cgroup namespace is rooted where we are: wait for our cgroup
+        channel.receive()
         sc.unshare(sc.CLONE_NEWCGROUP)
     for i in range(first_cgroup, len(mounts)):
         rootfs.mount(mounts[i], i, plan.cgroup_sources)
     rootfs.setup_dev()
-    hooks.run(plan.config, "createContainer", plan.hook_state)
+    channel.send("hooks")  # the parent runs prestart and createRuntime: the mounts are there
+    channel.receive()
+    hooks.run(plan.config, "createContainer", _own_state(plan, "creating"))
     _set_names_and_sysctls(plan)
     _write_oom_score_adj(plan.process)
+    if hooks.has(plan.config, "startContainer"):
+        import subprocess  # noqa: F401  (the host's Python library is out of reach after pivot)
     rootfs.enter(plan.no_pivot)
     rootfs.finalize()
     if plan.process.get("terminal"):
@@ -151,6 +166,11 @@ def stage2(plan: Plan, channel: Channel) -> None:
 
     wait_for_start(plan)
     execute(plan, program)
+
+
+def _own_state(plan: Plan, status: str) -> dict:
+    """The state for hooks run in the container's namespaces: the pid as the container sees it."""
+    return dict(plan.hook_state, status=status, pid=os.getpid())
 
 
 def _set_names_and_sysctls(plan: Plan) -> None:
@@ -208,9 +228,9 @@ def wait_for_start(plan: Plan) -> None:
     fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
     os.close(plan.state_dir_fd)
     try:
-        hooks.run(plan.config, "startContainer", plan.hook_state)
-    except OcirunError as exc:
-        os.write(fifo, f"error {exc}".encode())
+        hooks.run(plan.config, "startContainer", _own_state(plan, "created"))
+    except BaseException as exc:
+        os.write(fifo, f"error {_describe(exc)}".encode())
         os._exit(1)
     os.write(fifo, b"0")
     os.close(fifo)
@@ -219,12 +239,28 @@ def wait_for_start(plan: Plan) -> None:
 def execute(plan: Plan, program: str) -> None:
     """Process security in the right order, then execve; fds above 2 (+preserved) do not survive."""
     process = plan.process
+    user = process.get("user", {})
+    env = environment(process)
+    if "HOME" not in env:
+        env["HOME"] = home_directory(user.get("uid", 0))
     if process.get("noNewPrivileges"):
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     security.apply_scheduling(process, plan.linux)
     security.apply_user_and_caps(process)
-    user = process.get("user", {})
-    os.umask(user["umask"] if "umask" in user else 0o022)
+    os.umask(user["umask"] if "umask" in user else plan.umask)
     os.chdir(process["cwd"])
     sc.close_range(3 + plan.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
-    os.execve(program, process["args"], environment(process))
+    os.execve(program, process["args"], env)
+
+
+def home_directory(uid: int) -> str:
+    """The uid's home in the container's /etc/passwd, or "/" (what runc gives a missing HOME)."""
+    try:
+        with open("/etc/passwd", "rb") as f:
+            for line in f:
+                fields = line.decode(errors="replace").rstrip("\n").split(":")
+                if len(fields) > 5 and fields[2] == str(uid) and fields[5]:
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"

@@ -141,10 +141,11 @@ class Rootfs:
             m["destination"].rstrip("/") == "/dev" and MountOptions(m.get("options", [])).is_bind
             for m in self.config.get("mounts", [])
         )
-        wanted = [] if dev_is_bind else list(devices.DEFAULT_DEVICES)
-        wanted += linux.get("devices", [])
-        for dev in wanted:
-            devices.create(self.root_fd, dev, bind=self.in_userns, on_mount=self._device_mounted)
+        defaults = [] if dev_is_bind else devices.DEFAULT_DEVICES
+        for dev in defaults:
+            devices.create(self.root_fd, dev, self.in_userns, self._device_mounted, strict=False)
+        for dev in linux.get("devices", []):
+            devices.create(self.root_fd, dev, self.in_userns, self._device_mounted)
         if not dev_is_bind:
             devices.create_links(self.root_fd)
 

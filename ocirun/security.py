@@ -5,6 +5,7 @@ import resource
 
 from ocirun import syscalls as sc
 from ocirun.errors import ConfigError, SetupError
+from ocirun.log import log
 
 CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -49,23 +50,22 @@ def last_cap() -> int:
     return _LAST_CAP
 
 
-def cap_mask(names: list[str], field: str) -> int:
-    """A bit mask of capability names; unknown names are refused, ones this kernel lacks skipped."""
+def cap_mask(names: list[str]) -> int:
+    """A bit mask of capability names; names unknown here or to this kernel are skipped."""
     mask = 0
     for name in names:
-        if name not in CAP_NUMBER:
-            raise ConfigError(
-                f"config.json: process.capabilities.{field}: unknown capability {name!r}"
-            )
-        if CAP_NUMBER[name] <= last_cap():
-            mask |= 1 << CAP_NUMBER[name]
+        number = CAP_NUMBER.get(name, 64)
+        if number <= last_cap():
+            mask |= 1 << number
     return mask
 
 
 def check(process: dict, prefix: str = "process") -> None:
     """Refuse, before anything is created, values the kernel interfaces cannot take."""
     for field, names in (process.get("capabilities") or {}).items():
-        cap_mask(names, field)
+        for name in names:
+            if name not in CAP_NUMBER:
+                log.warning(f"{prefix}.capabilities.{field}: unknown capability {name}; ignoring")
     for i, rlimit in enumerate(process.get("rlimits", [])):
         if rlimit["type"] not in RLIMITS:
             raise ConfigError(
@@ -128,7 +128,7 @@ def parse_cpu_list(text: str) -> set[int]:
 def apply_user_and_caps(process: dict) -> None:
     """Drop the bounding set, switch to the configured user keeping caps, then set the cap sets."""
     caps = process.get("capabilities") or {}
-    bounding = cap_mask(caps.get("bounding", []), "bounding")
+    bounding = cap_mask(caps.get("bounding", []))
     for cap in range(last_cap() + 1):
         if not bounding & (1 << cap):
             sc.prctl(sc.PR_CAPBSET_DROP, cap)
@@ -140,13 +140,13 @@ def apply_user_and_caps(process: dict) -> None:
     os.setresuid(uid, uid, uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
     sc.capset(
-        cap_mask(caps.get("effective", []), "effective"),
-        cap_mask(caps.get("permitted", []), "permitted"),
-        cap_mask(caps.get("inheritable", []), "inheritable"),
+        cap_mask(caps.get("effective", [])),
+        cap_mask(caps.get("permitted", [])),
+        cap_mask(caps.get("inheritable", [])),
     )
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     for name in caps.get("ambient", []):
-        if CAP_NUMBER[name] <= last_cap():
+        if CAP_NUMBER.get(name, 64) <= last_cap():
             try:
                 sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, CAP_NUMBER[name])
             except OSError:  # not in permitted and inheritable: the kernel refuses, as for runc
