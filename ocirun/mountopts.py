@@ -29,6 +29,14 @@ PROPAGATION = {
     "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }  # fmt: skip
 
+# the recursive access-time setting is one 3-valued field (MOUNT_ATTR__ATIME): option -> value
+ATIME = {
+    "rnoatime": sc.MOUNT_ATTR_NOATIME, "rstrictatime": sc.MOUNT_ATTR_STRICTATIME,
+    "ratime": sc.MOUNT_ATTR_RELATIME, "rrelatime": sc.MOUNT_ATTR_RELATIME,
+    "rnostrictatime": sc.MOUNT_ATTR_RELATIME,
+}  # fmt: skip
+
+
 # recursive mount attributes (mount_setattr with AT_RECURSIVE): option -> (clears?, attribute)
 RECURSIVE = {
     "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
@@ -36,10 +44,9 @@ RECURSIVE = {
     "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
     "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
     "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
-    "rnoatime": (False, sc.MOUNT_ATTR_NOATIME), "ratime": (True, sc.MOUNT_ATTR_NOATIME),
-    "rstrictatime": (False, sc.MOUNT_ATTR_STRICTATIME),
     "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW),
     "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
+    **{name: (False, value) for name, value in ATIME.items()},  # parsed through ATIME
 }  # fmt: skip
 
 
@@ -60,6 +67,9 @@ class MountOptions:
                 self.flags = (self.flags & ~flag) if clear else (self.flags | flag)
             elif option in PROPAGATION:
                 self.propagation.append(PROPAGATION[option])
+            elif option in ATIME:  # setting the field needs the whole field cleared
+                self.attr_clr |= sc.MOUNT_ATTR__ATIME
+                self.attr_set = (self.attr_set & ~sc.MOUNT_ATTR__ATIME) | ATIME[option]
             elif option in RECURSIVE:
                 clear, attr = RECURSIVE[option]
                 if clear:

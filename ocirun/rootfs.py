@@ -35,9 +35,10 @@ class Rootfs:
         if self.new_mountns:
             propagation = self.config.get("linux", {}).get("rootfsPropagation")
             flag = _propagation_flag(propagation) if propagation else sc.MS_SLAVE | sc.MS_REC
+            if flag & sc.MS_UNBINDABLE:  # applied after pivot_root: the rootfs must be bound first
+                flag = sc.MS_PRIVATE | (flag & sc.MS_REC)
             sc.mount(None, "/", None, flag)
-            if flag & sc.MS_SHARED:
-                _make_parent_private(self.path)
+            _unshare_rootfs_mount(self.path, sc.MS_SLAVE if flag & sc.MS_SLAVE else sc.MS_PRIVATE)
             sc.mount(self.path, self.path, None, sc.MS_BIND | sc.MS_REC)
         self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -56,6 +57,8 @@ class Rootfs:
         if fstype == "cgroup" or fstype == "cgroup2":
             return self._mount_cgroup(dest, opts, cgroup_sources or [])
         source = entry.get("source")
+        if opts.flags & sc.MS_REMOUNT:
+            return self._remount_existing(dest, opts)
         if opts.is_bind or fstype == "bind":
             source = os.path.join(self.bundle, source or "")
             target_fd = paths.mountpoint(self.root_fd, dest, paths.is_dir(source))
@@ -65,6 +68,19 @@ class Rootfs:
             self._do_mount(source or fstype, target_fd, fstype, opts.flags, opts.data or None)
         os.close(target_fd)
         self._after_mount(dest, opts, opts.is_bind or fstype == "bind", entry)
+
+    def _remount_existing(self, dest: str, opts: MountOptions) -> None:
+        """`remount`: change the flags (and data) of the mount already at the destination."""
+        fd = paths.open_in_root(self.root_fd, dest)
+        try:
+            target = paths.fd_path(fd)
+            try:
+                sc.mount(None, target, None, opts.flags, opts.data or None)
+            except PermissionError:  # flags locked in a user namespace: keep them
+                locked = os.statvfs(target).f_flag & (_LOCKED_FLAGS | _ATIME_FLAGS)
+                sc.mount(None, target, None, opts.flags | locked, opts.data or None)
+        finally:
+            os.close(fd)
 
     def _do_mount(self, source, target_fd: int, fstype, flags: int, data) -> None:
         target = paths.fd_path(target_fd)
@@ -237,15 +253,16 @@ def _propagation_flag(name: str) -> int:
     return PROPAGATION[name]
 
 
-def _make_parent_private(path: str) -> None:
-    """pivot_root refuses a new root whose parent mount is shared: make that mount private."""
-    parent = os.path.dirname(path)
-    best = "/"
+def _unshare_rootfs_mount(path: str, flag: int) -> None:
+    """pivot_root refuses a new root on a shared mount: make the mount holding it private/slave."""
+    best, shared = "", False
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mountpoint = line.split()[4]
-            if (parent + "/").startswith(mountpoint.rstrip("/") + "/") and len(mountpoint) > len(
-                best
-            ):
+            fields = line.split()
+            mountpoint = fields[4]
+            inside = (path + "/").startswith(mountpoint.rstrip("/") + "/")
+            if inside and len(mountpoint) >= len(best):
                 best = mountpoint
-    sc.mount(None, best, None, sc.MS_PRIVATE)
+                shared = any(field.startswith("shared:") for field in fields[6:])
+    if shared:
+        sc.mount(None, best, None, flag)

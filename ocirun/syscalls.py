@@ -70,14 +70,17 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_RELATIME = 0x0
 MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR__ATIME = 0x70
 MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_IDMAP = 0x100000
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 AT_EMPTY_PATH = 0x1000
 
 # prctl(2)
@@ -184,9 +187,10 @@ def open_tree(dirfd: int, path: str, flags: int) -> int:
     return _check(_syscall(_NR["open_tree"], dirfd, _b(path), flags), "open_tree", path)
 
 
-def move_mount(from_fd: int, to_path: str) -> None:
-    _check(_syscall(_NR["move_mount"], from_fd, b"", -100, _b(to_path),
-                    MOVE_MOUNT_F_EMPTY_PATH), "move_mount", to_path)  # fmt: skip
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """Attach the detached mount from_fd onto the file or directory to_fd refers to."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    _check(_syscall(_NR["move_mount"], from_fd, b"", to_fd, b"", flags), "move_mount")
 
 
 class _CapHeader(ctypes.Structure):
