@@ -23,8 +23,9 @@ def default_spec() -> dict:
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "TERM=xterm"],  # fmt: skip
             "cwd": "/",
-            "capabilities": {k: list(DEFAULT_CAPS)
-                             for k in ("bounding", "effective", "permitted", "ambient")},  # fmt: skip
+            "capabilities": {
+                k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted", "ambient")
+            },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
