@@ -40,6 +40,7 @@ class Plan:
         self.console_fd = console_fd
         self.cgroup_sources = cgroup_sources or []
         self.hook_state = hook_state or {}
+        self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (stage 1)
         self.umask = os.umask(0)  # the caller's, kept when process.user.umask is not given
         os.umask(self.umask)
         self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
@@ -102,6 +103,10 @@ def _report(channel: Channel, message: str) -> None:
 
 def stage1(plan: Plan, channel: Channel) -> None:
     ns = plan.namespaces
+    if _wants_idmap(plan.config):
+        from ocirun import idmap
+
+        plan.idmap_trees = idmap.prepare(plan.config, plan.bundle)  # still the host's root here
     fds = namespaces.open_paths(ns)
     namespaces.join(fds, ns, only=("user",))
     if "user" in ns and ns["user"] is None:
@@ -121,6 +126,15 @@ def stage1(plan: Plan, channel: Channel) -> None:
     channel.send(f"pid {pid}")
 
 
+def _wants_idmap(config: dict) -> bool:
+    """Whether a mount asks for an idmap (without parsing every mount's options)."""
+    for entry in config.get("mounts", []):
+        options = entry.get("options", ())
+        if entry.get("uidMappings") or "idmap" in options or "ridmap" in options:
+            return True
+    return False
+
+
 def stage2(plan: Plan, channel: Channel) -> None:
     channel.receive()  # the parent knows our pid
     os.setsid()
@@ -130,7 +144,8 @@ def stage2(plan: Plan, channel: Channel) -> None:
         sc.interface_up("lo")
     rootfs = Rootfs(plan.config, plan.bundle, plan.rootfs, new_mountns="mount" in ns,
                     in_userns="user" in ns,
-                    on_host_mount=lambda path: channel.send(f"mount {path}"))  # fmt: skip
+                    on_host_mount=lambda path: channel.send(f"mount {path}"),
+                    idmap_trees=plan.idmap_trees)  # fmt: skip
     rootfs.prepare()
     mounts = plan.config.get("mounts", [])
     first_cgroup = next(

@@ -56,8 +56,13 @@ def unshare_flags(namespaces: dict[str, str | None], exclude: tuple[str, ...]) -
 
 def write_id_mappings(pid: int, linux: dict) -> None:
     """From the parent, as root: the uid_map and gid_map of the child's new user namespace."""
-    _write(f"/proc/{pid}/uid_map", _format_mappings(linux["uidMappings"]))
-    _write(f"/proc/{pid}/gid_map", _format_mappings(linux["gidMappings"]))
+    write_mappings(pid, linux["uidMappings"], linux["gidMappings"])
+
+
+def write_mappings(pid: int, uid_maps: list[dict], gid_maps: list[dict]) -> None:
+    """uid_map and gid_map of the user namespace process pid is in (written once, from outside)."""
+    _write(f"/proc/{pid}/uid_map", _format_mappings(uid_maps))
+    _write(f"/proc/{pid}/gid_map", _format_mappings(gid_maps))
 
 
 def host_id(mappings: list[dict], container_id: int) -> int:

@@ -21,7 +21,7 @@ class Rootfs:
     """The rootfs being assembled, and what mounting into it needs to know."""
 
     def __init__(self, config: dict, bundle: str, rootfs: str, new_mountns: bool,
-                 in_userns: bool, on_host_mount=None) -> None:  # fmt: skip
+                 in_userns: bool, on_host_mount=None, idmap_trees=None) -> None:  # fmt: skip
         self.config = config
         self.bundle = bundle
         self.path = rootfs
@@ -29,6 +29,7 @@ class Rootfs:
         self.in_userns = in_userns
         self.on_host_mount = on_host_mount  # called with each mount made in the host namespace
         self.root_fd = -1
+        self.idmap_trees = idmap_trees or {}  # mount index -> detached idmapped tree to attach
 
     def prepare(self) -> None:
         """Isolate mount propagation and make the rootfs a mount point of its own."""
@@ -46,11 +47,11 @@ class Rootfs:
         """Mount one entry of config.mounts at its destination inside the rootfs."""
         where = f"mounts[{index}] ({entry['destination']})"
         try:
-            self._mount(entry, cgroup_sources)
+            self._mount(entry, index, cgroup_sources)
         except OSError as exc:
             raise SetupError(f"{where}: {exc.strerror or exc}") from None
 
-    def _mount(self, entry: dict, cgroup_sources) -> None:
+    def _mount(self, entry: dict, index: int, cgroup_sources) -> None:
         opts = MountOptions(entry.get("options", []))
         fstype = entry.get("type") or ("bind" if opts.is_bind else None)
         dest = entry["destination"]
@@ -62,12 +63,16 @@ class Rootfs:
         if opts.is_bind or fstype == "bind":
             source = os.path.join(self.bundle, source or "")
             target_fd = paths.mountpoint(self.root_fd, dest, paths.is_dir(source))
-            self._do_mount(source, target_fd, None, opts.flags | sc.MS_BIND, None)
+            if index in self.idmap_trees:
+                sc.move_mount(self.idmap_trees[index], target_fd)
+                os.close(self.idmap_trees.pop(index))
+            else:
+                self._do_mount(source, target_fd, None, opts.flags | sc.MS_BIND, None)
         else:
             target_fd = paths.mkdir_all(self.root_fd, dest)
             self._do_mount(source or fstype, target_fd, fstype, opts.flags, opts.data or None)
         os.close(target_fd)
-        self._after_mount(dest, opts, opts.is_bind or fstype == "bind", entry)
+        self._after_mount(dest, opts, opts.is_bind or fstype == "bind")
 
     def _remount_existing(self, dest: str, opts: MountOptions) -> None:
         """`remount`: change the flags (and data) of the mount already at the destination."""
@@ -94,8 +99,8 @@ class Rootfs:
         if self.on_host_mount and not self.new_mountns:
             self.on_host_mount(os.readlink(target))
 
-    def _after_mount(self, dest: str, opts: MountOptions, is_bind: bool, entry: dict) -> None:
-        """Remount a bind with its other flags, then propagation, recursive attrs and idmap."""
+    def _after_mount(self, dest: str, opts: MountOptions, is_bind: bool) -> None:
+        """Remount a bind with its other flags, then propagation and recursive attributes."""
         fd = paths.open_in_root(self.root_fd, dest)
         try:
             target = paths.fd_path(fd)
@@ -107,10 +112,6 @@ class Rootfs:
             if opts.attr_set or opts.attr_clr:
                 sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE,
                                  opts.attr_set, opts.attr_clr)  # fmt: skip
-            if opts.idmap or entry.get("uidMappings"):
-                from ocirun import idmap
-
-                idmap.apply(fd, entry, self.config, opts.recursive_idmap)
         finally:
             os.close(fd)
 
