@@ -10,6 +10,7 @@ OPTIONS = CREATE_OPTIONS + [
 ]
 
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
+SIGWINCH = 28
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
@@ -19,23 +20,60 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.container import create, delete, start
 
     container_id = one_id(args)
+    proxy = None
+    if not opts["console_socket"] and not opts["detach"] and wants_terminal(opts["bundle"]):
+        from ocirun.terminal import Proxy
+
+        proxy = Proxy()  # a foreground terminal: we are the console socket's other end
+        opts["console_socket"] = proxy.path
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init re-parents to us, so we can wait for it
-    container = create(ctx.root, container_id, create_options(opts))
     try:
+        container = create(ctx.root, container_id, create_options(opts))
+    except BaseException:
+        if proxy is not None:
+            proxy.finish()
+        raise
+    try:
+        if proxy is not None:
+            proxy.receive()
         start(ctx.root, container_id)
     except BaseException:
+        if proxy is not None:
+            proxy.finish()
         delete(ctx.root, container_id, force=True)
         raise
     if opts["detach"]:
         return 0
-    status = wait_for(container.pid)
+    status = wait_with_terminal(container.pid, proxy)
     if not opts["keep"]:
         delete(ctx.root, container_id, force=True)
     return status
 
 
-def wait_for(pid: int) -> int:
-    """Forward signals to the init until it exits; its exit status, 128+N if killed by signal N."""
+def wants_terminal(bundle: str) -> bool:
+    """Whether the bundle's config asks for a terminal (an unreadable config: create reports)."""
+    from ocirun import config as cfg
+    from ocirun.errors import ConfigError
+
+    try:
+        return bool(cfg.load(bundle).get("process", {}).get("terminal"))
+    except ConfigError:
+        return False
+
+
+def wait_with_terminal(pid: int, proxy) -> int:
+    """wait_for, copying between the pty and our terminal meanwhile when there is a proxy."""
+    if proxy is None:
+        return wait_for(pid)
+    proxy.start()
+    try:
+        return wait_for(pid, forward_winch=False)
+    finally:
+        proxy.finish()
+
+
+def wait_for(pid: int, forward_winch: bool = True) -> int:
+    """Forward signals to pid until it exits; its exit status, 128+N if killed by signal N."""
     import _signal
     import os
 
@@ -46,7 +84,8 @@ def wait_for(pid: int) -> int:
             pass
 
     for signum in FORWARDED_SIGNALS:
-        _signal.signal(signum, forward)
+        if forward_winch or signum != SIGWINCH:
+            _signal.signal(signum, forward)
     _, status = os.waitpid(pid, 0)
     while True:  # reap what else the container left re-parented to us
         try:

@@ -1,0 +1,218 @@
+"""`exec`: start another process in a running container.
+
+    ocirun exec ──fork──> stage 1: not dumpable; joins the init's namespaces (user first, mount
+                  │                last), chroots into its root; [parent: cgroup] → fork
+                  │          └──fork──> stage 2 (in the container's pid and time namespaces):
+                  │                     setsid, terminal, process security, execve
+                  └── reads "pid N", then either "error MSG" or end of file (the execve happened)
+
+Stage 1 exits once stage 2 exists, so stage 2 is re-parented to the caller's subreaper
+(containerd's shim, conmon), or to ocirun itself when it waits for the process.
+"""
+
+import os
+
+from ocirun import security
+from ocirun import syscalls as sc
+from ocirun.channel import Channel
+from ocirun.errors import InvalidState, OcirunError, SetupError
+from ocirun.init import environment, find_program
+from ocirun.state import PAUSED, STOPPED, Container
+
+# setns order: the user namespace first (it grants the rights for the others), mount last
+JOIN_ORDER = (("user", 0x10000000), ("ipc", 0x08000000), ("uts", 0x04000000),
+              ("net", 0x40000000), ("pid", 0x20000000), ("time", 0x00000080),
+              ("cgroup", 0x02000000), ("mnt", 0x00020000))  # fmt: skip
+
+
+class ExecOptions:
+    """What `exec` needs besides the process: its stdio, pid file and kept fds."""
+
+    def __init__(self, console_fd: int = -1, pid_file: str | None = None,
+                 preserve_fds: int = 0) -> None:  # fmt: skip
+        self.console_fd = console_fd
+        self.pid_file = pid_file
+        self.preserve_fds = preserve_fds
+
+
+def check_can_exec(container: Container) -> None:
+    """Refuse a stopped or paused container."""
+    status = container.status()
+    if status == STOPPED:
+        raise InvalidState(f"cannot exec in a stopped container: {container.id}")
+    if status == PAUSED:
+        raise InvalidState(f"cannot exec in a paused container: {container.id}")
+
+
+def execute(container: Container, process: dict, opts: ExecOptions) -> int:
+    """Start process in the container; return its host pid once it has called execve."""
+    check_can_exec(container)
+    security.check(process)
+    channel = Channel()
+    stage1 = os.fork()
+    if stage1 == 0:
+        _run_child(_stage1, container, process, opts, channel.as_child())
+    channel.as_parent()
+    try:
+        pid = _converse(container, channel, stage1)
+    finally:
+        channel.close()
+        os.waitpid(stage1, 0)
+    if opts.pid_file:
+        from ocirun.container import write_pid_file
+
+        write_pid_file(opts.pid_file, pid)
+    return pid
+
+
+def _converse(container: Container, channel: Channel, stage1: int) -> int:
+    """Put stage 1 in the container's cgroup, learn stage 2's pid, wait for its execve."""
+    try:
+        container.cgroup().add(stage1)
+    except BaseException:
+        _kill(stage1)
+        raise
+    channel.send("go")
+    word, _, rest = channel.receive().partition(" ")
+    if word == "error":
+        raise SetupError(rest)
+    pid = int(rest)
+    message = _read_to_end(channel)
+    if message:
+        _reap(pid)
+        raise SetupError(message.removeprefix("error "))
+    return pid
+
+
+def _read_to_end(channel: Channel) -> str:
+    """The rest of what the children send: empty when stage 2 reached execve."""
+    try:
+        return channel.receive()
+    except SetupError:  # end of file: every write end closed on execve or exit
+        return ""
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Wait for a failed stage 2 if it became our child (ocirun as subreaper)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _run_child(function, *args) -> None:
+    """Run a stage in a forked child, report any error to the parent, never return."""
+    channel = args[-1]
+    code = 1
+    try:
+        function(*args)
+        code = 0
+    except OcirunError as exc:
+        _report(channel, str(exc))
+    except OSError as exc:
+        _report(channel, f"{exc.strerror or exc}" if not exc.filename else str(exc))
+    except BaseException as exc:  # a bug: still report it, never fall back into the parent's code
+        _report(channel, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        os._exit(code)
+
+
+def _report(channel: Channel, message: str) -> None:
+    try:
+        channel.send(f"error {message}")
+    except OSError:
+        pass
+
+
+def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)  # until execve: no ptrace, no /proc access from inside
+    channel.receive()  # the parent has put us in the container's cgroup
+    root = os.open(f"/proc/{container.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    join_namespaces(container.pid)
+    os.fchdir(root)
+    os.chroot(".")
+    os.close(root)
+    pid = os.fork()
+    if pid == 0:
+        _run_child(_stage2, container, process, opts, channel)
+    channel.send(f"pid {pid}")
+
+
+def join_namespaces(init_pid: int) -> None:
+    """setns into each namespace of the init that differs from ours."""
+    fds = []
+    for name, flag in JOIN_ORDER:
+        try:
+            theirs = os.stat(f"/proc/{init_pid}/ns/{name}")
+        except FileNotFoundError:  # a namespace type this kernel lacks
+            continue
+        ours = os.stat(f"/proc/self/ns/{name}")
+        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+            fd = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            fds.append((name, flag, fd))
+    if not fds:
+        return
+    for name, flag, fd in fds:
+        try:
+            sc.setns(fd, flag)
+        except OSError as exc:
+            raise SetupError(
+                f"cannot join the container's {name} namespace: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(fd)
+
+
+def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
+    os.setsid()
+    if process.get("terminal"):
+        from ocirun import terminal  # loaded by the caller before the chroot
+
+        terminal.setup_console(opts.console_fd, process.get("consoleSize"), mount_console=False)
+    os.chdir(process["cwd"])
+    program = find_program(process)
+    security.apply_rlimits(process)
+    _write_oom_score_adj(process)
+    if process.get("noNewPrivileges"):
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    security.apply_scheduling(process, container.config.get("linux", {}))
+    security.apply_user_and_caps(process)
+    user = process.get("user", {})
+    os.umask(user["umask"] if "umask" in user else 0o022)
+    sc.close_range(3 + opts.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
+    os.execve(program, process["args"], with_home(environment(process), user.get("uid", 0)))
+
+
+def with_home(env: dict[str, str], uid: int) -> dict[str, str]:
+    """HOME from the container's /etc/passwd when the process has none ("/" if unknown), as runc."""
+    if "HOME" not in env:
+        env["HOME"] = home_of(uid)
+    return env
+
+
+def home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd", "rb") as f:
+            for line in f:
+                fields = line.decode(errors="replace").rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _write_oom_score_adj(process: dict) -> None:
+    if "oomScoreAdj" in process:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(process["oomScoreAdj"]).encode())
+        finally:
+            os.close(fd)
