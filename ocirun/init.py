@@ -158,6 +158,7 @@ def stage2(plan: Plan, channel: Channel) -> None:
         channel.send("cgroup")  # a cgroup namespace is rooted where we are: wait for our cgroup
         channel.receive()
         sc.unshare(sc.CLONE_NEWCGROUP)
+        rootfs.new_cgroupns = True
     for i in range(first_cgroup, len(mounts)):
         rootfs.mount(mounts[i], i, plan.cgroup_sources)
     rootfs.setup_dev()
@@ -261,11 +262,22 @@ def execute(plan: Plan, program: str) -> None:
     if process.get("noNewPrivileges"):
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     security.apply_scheduling(process, plan.linux)
+    seccomp = plan.linux.get("seccomp")
+    if seccomp and not process.get("noNewPrivileges"):
+        load_seccomp(seccomp)  # without no_new_privs, loading needs CAP_SYS_ADMIN: before the drop
     security.apply_user_and_caps(process)
     os.umask(user["umask"] if "umask" in user else plan.umask)
     os.chdir(process["cwd"])
     sc.close_range(3 + plan.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
+    if seccomp and process.get("noNewPrivileges"):
+        load_seccomp(seccomp)  # as late as possible, so the filter sees only the program
     os.execve(program, process["args"], env)
+
+
+def load_seccomp(seccomp: dict) -> None:
+    from ocirun import seccomp as filters
+
+    filters.load(seccomp)
 
 
 def home_directory(uid: int) -> str:

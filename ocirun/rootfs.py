@@ -29,6 +29,7 @@ class Rootfs:
         self.in_userns = in_userns
         self.on_host_mount = on_host_mount  # called with each mount made in the host namespace
         self.root_fd = -1
+        self.new_cgroupns = False  # set by the init once it has unshared a cgroup namespace
         self.idmap_trees = idmap_trees or {}  # mount index -> detached idmapped tree to attach
 
     def prepare(self) -> None:
@@ -116,7 +117,11 @@ class Rootfs:
             os.close(fd)
 
     def _mount_cgroup(self, dest: str, opts: MountOptions, sources) -> None:
-        """A cgroup mount shows the container's own cgroup: per-hierarchy binds, or cgroup2."""
+        """A cgroup mount shows the container's own cgroup: per-hierarchy mounts, or cgroup2.
+
+        As runc 1.1 on a v1 or hybrid host: a read-write tmpfs holding one mount per v1
+        hierarchy (fresh in a cgroup namespace, else a bind of our cgroup), without the hybrid
+        host's unified hierarchy; each hierarchy takes the entry's flags (ro among them)."""
         flags = opts.flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
         target_fd = paths.mkdir_all(self.root_fd, dest)
         try:
@@ -126,23 +131,29 @@ class Rootfs:
             self._do_mount("tmpfs", target_fd, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
         finally:
             os.close(target_fd)
-        for subdir, host_dir, _fstype in sources:
-            sub_fd = paths.mkdir_all(self.root_fd, f"{dest}/{subdir}")
-            try:
-                self._do_mount(host_dir, sub_fd, None, sc.MS_BIND | sc.MS_REC, None)
-            finally:
-                os.close(sub_fd)
-            fd = paths.open_in_root(self.root_fd, f"{dest}/{subdir}")
-            try:
-                _remount(paths.fd_path(fd), sc.MS_BIND | flags)
-            finally:
-                os.close(fd)
-        if flags & sc.MS_RDONLY:
-            fd = paths.open_in_root(self.root_fd, dest)
-            try:
-                _remount(paths.fd_path(fd), flags)
-            finally:
-                os.close(fd)
+        for subdir, host_dir, fstype in sources:
+            if fstype == "cgroup":
+                self._mount_hierarchy(f"{dest}/{subdir}", subdir, host_dir, flags)
+
+    def _mount_hierarchy(self, dest: str, name: str, host_dir: str, flags: int) -> None:
+        sub_fd = paths.mkdir_all(self.root_fd, dest)
+        try:
+            if self.new_cgroupns:
+                data = "name=" + name if name == "systemd" else name
+                try:
+                    source = "systemd" if name == "systemd" else "cgroup"
+                    self._do_mount(source, sub_fd, "cgroup", flags, data)
+                    return
+                except PermissionError:  # not allowed in this user namespace: bind instead
+                    pass
+            self._do_mount(host_dir, sub_fd, None, sc.MS_BIND | sc.MS_REC, None)
+        finally:
+            os.close(sub_fd)
+        fd = paths.open_in_root(self.root_fd, dest)
+        try:
+            _remount(paths.fd_path(fd), sc.MS_BIND | flags)
+        finally:
+            os.close(fd)
 
     def _mount_cgroup2(self, host_dir: str, target_fd: int, flags: int) -> None:
         try:
