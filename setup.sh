@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-packages="busybox-static runc containerd podman iproute2 procps util-linux"
+packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -93,6 +93,26 @@ def _check_annotations(annotations: dict) -> None:
         raise ConfigError("config.json: annotations: a key must not be empty")
 
 
+_IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")  # fmt: skip
+
+
+def _check_sysctl(key: str, ns: dict) -> None:
+    """Only keys of a namespace the container has a new one of (as runc): never the host's."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        needs = "ipc"
+    elif key.startswith("net."):
+        needs = "network"
+    elif key in ("kernel.hostname", "kernel.domainname"):
+        needs = "uts"
+    else:
+        raise ConfigError(f"config.json: linux.sysctl: {key} is not in a separate kernel namespace")
+    if needs not in ns or ns[needs] is not None and needs != "network":
+        raise ConfigError(
+            f"config.json: linux.sysctl: {key} needs the container's own {needs} namespace"
+        )
+
+
 def _check_linux(config: dict) -> None:
     linux = config.get("linux", {})
     seen = set()
@@ -119,6 +139,8 @@ def _check_linux(config: dict) -> None:
             raise ConfigError(
                 f"config.json: linux.namespaces[{i}].path: {ns['path']!r} is not absolute"
             )
+    for key in linux.get("sysctl") or {}:
+        _check_sysctl(key, ns)
     if config.get("process", {}).get("apparmorProfile") and not os.path.exists(
         "/sys/kernel/security/apparmor"
     ):
@@ -129,6 +151,8 @@ def _check_linux(config: dict) -> None:
     if selinux and not os.path.exists("/sys/fs/selinux"):
         raise ConfigError("config.json: process.selinuxLabel: SELinux is not enabled on this host")
     if linux.get("seccomp"):
-        log.warning("linux.seccomp: seccomp filters are not enforced by ocirun yet; ignoring")
+        from ocirun import seccomp
+
+        seccomp.check(linux["seccomp"])
     if linux.get("intelRdt"):
         raise ConfigError("config.json: linux.intelRdt: not supported by ocirun")

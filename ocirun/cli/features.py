@@ -7,21 +7,39 @@ OPTIONS = []
 def features() -> dict:
     from ocirun import OCI_VERSION
     from ocirun.config import NAMESPACE_FLAGS
-    from ocirun.mountopts import FLAGS, PROPAGATION, RECURSIVE
+    from ocirun.mountopts import FLAGS as MOUNT_FLAGS
+    from ocirun.mountopts import PROPAGATION, RECURSIVE
+    from ocirun.seccomp import ACTIONS as SECCOMP_ACTIONS
+    from ocirun.seccomp import ARCHITECTURES, FLAGS, OPERATORS
     from ocirun.security import CAPABILITIES
 
-    mount_options = sorted(set(FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {"idmap", "ridmap"})
+    mount_options = sorted(
+        set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {"idmap", "ridmap"}
+    )
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
-                  "poststart", "poststop"],  # fmt: skip
+        "hooks": [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ],  # fmt: skip
         "mountOptions": mount_options,
         "linux": {
             "namespaces": sorted(NAMESPACE_FLAGS),
             "capabilities": list(CAPABILITIES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(SECCOMP_ACTIONS),
+                "operators": sorted(OPERATORS),
+                "archs": list(ARCHITECTURES),
+                "supportedFlags": sorted(FLAGS),
+                "knownFlags": sorted(FLAGS),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
