@@ -107,7 +107,7 @@ def _check_sysctl(key: str, ns: dict) -> None:
         needs = "uts"
     else:
         raise ConfigError(f"config.json: linux.sysctl: {key} is not in a separate kernel namespace")
-    if needs not in ns or ns[needs] is not None and needs != "network":
+    if needs not in ns:
         raise ConfigError(
             f"config.json: linux.sysctl: {key} needs the container's own {needs} namespace"
         )
@@ -134,10 +134,10 @@ def _check_linux(config: dict) -> None:
             raise ConfigError(f"config.json: {field}: needs a new uts namespace")
     if linux.get("timeOffsets") and ns.get("time", "") is not None:
         raise ConfigError("config.json: linux.timeOffsets: needs a new time namespace")
-    for i, ns in enumerate(linux.get("namespaces", [])):
-        if "path" in ns and not ns["path"].startswith("/"):
+    for i, entry in enumerate(linux.get("namespaces", [])):
+        if "path" in entry and not entry["path"].startswith("/"):
             raise ConfigError(
-                f"config.json: linux.namespaces[{i}].path: {ns['path']!r} is not absolute"
+                f"config.json: linux.namespaces[{i}].path: {entry['path']!r} is not absolute"
             )
     for key in linux.get("sysctl") or {}:
         _check_sysctl(key, ns)

@@ -165,11 +165,15 @@ def stage2(plan: Plan, channel: Channel) -> None:
     channel.send("hooks")  # the parent runs prestart and createRuntime: the mounts are there
     channel.receive()
     hooks.run(plan.config, "createContainer", _own_state(plan, "creating"))
-    _set_names_and_sysctls(plan)
+    if plan.config.get("hostname") is not None and "uts" in plan.namespaces:
+        sc.sethostname(plan.config["hostname"])
+    if plan.config.get("domainname") is not None and "uts" in plan.namespaces:
+        sc.setdomainname(plan.config["domainname"])
     _write_oom_score_adj(plan.process)
     if hooks.has(plan.config, "startContainer"):
         import subprocess  # noqa: F401  (the host's Python library is out of reach after pivot)
     rootfs.enter(plan.no_pivot)
+    _set_sysctls(plan.linux.get("sysctl") or {})  # inside: before /proc/sys turns read-only
     rootfs.finalize()
     if plan.process.get("terminal"):
         from ocirun import terminal
@@ -189,12 +193,8 @@ def _own_state(plan: Plan, status: str) -> dict:
     return dict(plan.hook_state, status=status, pid=os.getpid())
 
 
-def _set_names_and_sysctls(plan: Plan) -> None:
-    if plan.config.get("hostname") is not None and "uts" in plan.namespaces:
-        sc.sethostname(plan.config["hostname"])
-    if plan.config.get("domainname") is not None and "uts" in plan.namespaces:
-        sc.setdomainname(plan.config["domainname"])
-    for key, value in plan.linux.get("sysctl", {}).items():
+def _set_sysctls(sysctls: dict[str, str]) -> None:
+    for key, value in sysctls.items():
         path = "/proc/sys/" + key.replace(".", "/")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
