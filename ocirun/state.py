@@ -4,7 +4,6 @@ Status is derived, never stored (as runc does): init gone, a zombie, or its star
 (pid reuse) → stopped; cgroup frozen → paused; exec fifo still present → created; else running.
 """
 
-import fcntl
 import os
 import time
 
@@ -144,6 +143,8 @@ class Lock:
             raise ContainerNotFound(
                 f"container does not exist: {os.path.basename(self.path)}"
             ) from None
+        import fcntl  # not needed by `state` and `list`, which never lock
+
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
