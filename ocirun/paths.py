@@ -24,21 +24,26 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def mkdir_all(root_fd: int, path: str, mode: int = 0o755) -> int:
-    """Create every missing directory of path inside the rootfs; return an O_PATH fd of it."""
+def mkdir_all(root_fd: int, path: str, mode: int = 0o755, _depth: int = 0) -> int:
+    """Create every missing directory of path inside the rootfs; return an O_PATH fd of it.
+
+    A dangling symlink on the way is followed as the kernel would, inside the rootfs: its target
+    is created (runc's MkdirAllInRoot does the same)."""
+    if _depth > 40:
+        raise OSError(40, f"mkdir {path}: Too many levels of symbolic links")
     parts = [p for p in path.split("/") if p and p != "."]
     dir_fd = os.dup(root_fd)
     try:
         done = ""
         for part in parts:
-            done = f"{done}/{part}"
+            parent, done = done, f"{done}/{part}"
             try:
                 next_fd = open_in_root(root_fd, done, O_PATH | os.O_DIRECTORY)
             except FileNotFoundError:
                 try:
                     os.mkdir(part, mode, dir_fd=dir_fd)  # an O_PATH fd serves as dir_fd
-                except FileExistsError:
-                    pass  # a dangling symlink or a race: the open below decides
+                except FileExistsError:  # a dangling symlink (or a race)
+                    _create_link_target(root_fd, dir_fd, parent, part, mode, _depth)
                 next_fd = open_in_root(root_fd, done, O_PATH | os.O_DIRECTORY)
             os.close(dir_fd)
             dir_fd = next_fd
@@ -46,6 +51,17 @@ def mkdir_all(root_fd: int, path: str, mode: int = 0o755) -> int:
     except BaseException:
         os.close(dir_fd)
         raise
+
+
+def _create_link_target(root_fd: int, dir_fd: int, parent: str, name: str, mode: int,
+                        depth: int) -> None:  # fmt: skip
+    """Create, inside the rootfs, the directory a dangling symlink parent/name points to."""
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return  # not a symlink: the caller's open decides
+    path = target if target.startswith("/") else f"{parent}/{target}"
+    os.close(mkdir_all(root_fd, path, mode, depth + 1))
 
 
 def ensure_file(root_fd: int, path: str) -> int:
@@ -74,6 +90,10 @@ def mountpoint(root_fd: int, path: str, is_dir: bool) -> int:
     if is_dir:
         return mkdir_all(root_fd, path)
     return ensure_file(root_fd, path)
+
+
+def fd_is_dir(fd: int) -> bool:
+    return stat.S_ISDIR(os.fstat(fd).st_mode)
 
 
 def is_dir(path: str) -> bool:

@@ -63,11 +63,13 @@ class Rootfs:
             return self._remount_existing(dest, opts)
         if opts.is_bind or fstype == "bind":
             source = os.path.join(self.bundle, source or "")
-            target_fd = paths.mountpoint(self.root_fd, dest, paths.is_dir(source))
-            if index in self.idmap_trees:
-                sc.move_mount(self.idmap_trees[index], target_fd)
-                os.close(self.idmap_trees.pop(index))
+            tree = self.idmap_trees.pop(index, -1)
+            if tree >= 0:  # the source may be out of our reach: the tree says what it is
+                target_fd = paths.mountpoint(self.root_fd, dest, paths.fd_is_dir(tree))
+                sc.move_mount(tree, target_fd)
+                os.close(tree)
             else:
+                target_fd = paths.mountpoint(self.root_fd, dest, paths.is_dir(source))
                 self._do_mount(source, target_fd, None, opts.flags | sc.MS_BIND, None)
         else:
             target_fd = paths.mkdir_all(self.root_fd, dest)
