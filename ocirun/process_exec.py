@@ -183,11 +183,26 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
     if process.get("noNewPrivileges"):
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     security.apply_scheduling(process, container.config.get("linux", {}))
-    security.apply_user_and_caps(process)
     user = process.get("user", {})
+    give_stdio_to(user.get("uid", 0))
+    security.apply_user_and_caps(process)
     os.umask(user["umask"] if "umask" in user else 0o022)
     sc.close_range(3 + opts.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
     os.execve(program, process["args"], with_home(environment(process), user.get("uid", 0)))
+
+
+def give_stdio_to(uid: int) -> None:
+    """Make the process's user own its stdio (not /dev/null), so that it can reopen its
+    terminal; errors that mean "not ours to change" are skipped, as runc does."""
+    null = os.makedev(1, 3)
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != uid and not (st.st_rdev == null and st.st_mode & 0o020000):
+                os.fchown(fd, uid, -1)
+        except OSError as exc:
+            if exc.errno not in (1, 9, 22, 30):  # EPERM, EBADF, EINVAL, EROFS
+                raise
 
 
 def with_home(env: dict[str, str], uid: int) -> dict[str, str]:

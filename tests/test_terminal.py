@@ -169,3 +169,17 @@ def test_foreground_exec_tty_proxies_the_terminal(ocirun, make_bundle, cid):
     output, status = in_terminal(argv, b"tty; stty size; exit 6\r", rows=20, cols=60)
     assert status == 6, output
     assert b"/dev/pts/" in output and b"20 60\r\n" in output
+
+
+def test_exec_tty_belongs_to_the_processs_user(ocirun, make_bundle, cid, tmp_path):
+    ocirun("run", "-d", "-b", make_bundle(["sleep", "1000"]).write(), cid, check=True)
+    console = ConsoleSocket(tmp_path / "console.sock")
+    script = "stat -c %u $(tty); echo hi >/dev/tty && echo reopened"
+    ocirun("exec", "-t", "-d", "--console-socket", console.path, "-u", "1000", cid,
+           "sh", "-c", script, check=True)  # fmt: skip
+    master = console.receive()
+    try:
+        output = read_until(master, b"reopened")
+    finally:
+        os.close(master)
+    assert output.split() == [b"1000", b"hi", b"reopened"]

@@ -100,31 +100,29 @@ def load_process(path: str) -> dict:
 
 def process_from_flags(base: dict, opts: dict, command: list[str]) -> dict:
     """The container's process with the command line's changes, as runc builds it."""
-    import copy
-
     from ocirun.errors import UsageError
 
     if not command:
         raise UsageError("exec: expects a command to run (or --process)")
-    process = copy.deepcopy(base)
-    process["args"] = command
-    process["terminal"] = opts["tty"]
+    process = dict(base, args=command, terminal=opts["tty"])  # changed parts are copied below
     process.pop("consoleSize", None)
     if opts["cwd"]:
         process["cwd"] = opts["cwd"]
     process["env"] = list(process.get("env") or []) + opts["env"]
+    user = dict(process.get("user") or {"uid": 0, "gid": 0})
     if opts["user"]:
-        process["user"] = parse_user(opts["user"], process.get("user", {}))
-    if opts["additional_gids"]:
-        gids = [_number(g, "--additional-gids") for g in opts["additional_gids"]]
-        user = process.setdefault("user", {"uid": 0, "gid": 0})
+        user = parse_user(opts["user"], user)
+    gids = [_number(g, "--additional-gids") for g in opts["additional_gids"]]
+    if gids:
         user["additionalGids"] = list(user.get("additionalGids", [])) + gids
+    process["user"] = user
     if opts["no_new_privs"]:
         process["noNewPrivileges"] = True
     if opts["cap"]:
-        caps = process.setdefault("capabilities", {})
+        caps = dict(process.get("capabilities") or {})
         for field in ("bounding", "effective", "permitted", "inheritable", "ambient"):
             caps[field] = list(caps.get(field, [])) + opts["cap"]
+        process["capabilities"] = caps
     return process
 
 
@@ -134,7 +132,6 @@ def parse_user(text: str, current: dict) -> dict:
     user = dict(current, uid=_number(uid, "--user"))
     if gid:
         user["gid"] = _number(gid, "--user")
-    user.setdefault("gid", 0)
     return user
 
 
