@@ -16,7 +16,7 @@ from ocirun import security
 from ocirun import syscalls as sc
 from ocirun.channel import Channel
 from ocirun.errors import InvalidState, OcirunError, SetupError
-from ocirun.init import environment, find_program
+from ocirun.init import environment, find_program, home_directory, load_seccomp
 from ocirun.state import PAUSED, STOPPED, Container
 
 # setns order: the user namespace first (it grants the rights for the others), mount last
@@ -48,6 +48,11 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     """Start process in the container; return its host pid once it has called execve."""
     check_can_exec(container)
     security.check(process)
+    seccomp = container.config.get("linux", {}).get("seccomp")
+    if seccomp:
+        from ocirun import seccomp as filters
+
+        filters.check(seccomp)  # loads libseccomp now: the children cannot once in the container
     channel = Channel()
     stage1 = os.fork()
     if stage1 == 0:
@@ -178,17 +183,30 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
         terminal.setup_console(opts.console_fd, process.get("consoleSize"), mount_console=False)
     os.chdir(process["cwd"])
     program = find_program(process)
+    env = environment(process)
+    if "HOME" not in env:
+        env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
     security.apply_rlimits(process)
     _write_oom_score_adj(process)
-    if process.get("noNewPrivileges"):
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    security.apply_scheduling(process, container.config.get("linux", {}))
+    _secure(process, container.config.get("linux", {}), opts.preserve_fds)
+    os.execve(program, process["args"], env)
+
+
+def _secure(process: dict, linux: dict, preserve_fds: int) -> None:
+    """Process security in the init's order; seccomp as late as the no_new_privs bit allows."""
     user = process.get("user", {})
     give_stdio_to(user.get("uid", 0))
+    if process.get("noNewPrivileges"):
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    security.apply_scheduling(process, linux)
+    seccomp = linux.get("seccomp")
+    if seccomp and not process.get("noNewPrivileges"):
+        load_seccomp(seccomp)  # without no_new_privs, loading needs CAP_SYS_ADMIN: before the drop
     security.apply_user_and_caps(process)
     os.umask(user["umask"] if "umask" in user else 0o022)
-    sc.close_range(3 + opts.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
-    os.execve(program, process["args"], with_home(environment(process), user.get("uid", 0)))
+    sc.close_range(3 + preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
+    if seccomp and process.get("noNewPrivileges"):
+        load_seccomp(seccomp)
 
 
 def give_stdio_to(uid: int) -> None:
@@ -203,25 +221,6 @@ def give_stdio_to(uid: int) -> None:
         except OSError as exc:
             if exc.errno not in (1, 9, 22, 30):  # EPERM, EBADF, EINVAL, EROFS
                 raise
-
-
-def with_home(env: dict[str, str], uid: int) -> dict[str, str]:
-    """HOME from the container's /etc/passwd when the process has none ("/" if unknown), as runc."""
-    if "HOME" not in env:
-        env["HOME"] = home_of(uid)
-    return env
-
-
-def home_of(uid: int) -> str:
-    try:
-        with open("/etc/passwd", "rb") as f:
-            for line in f:
-                fields = line.decode(errors="replace").rstrip("\n").split(":")
-                if len(fields) >= 6 and fields[2] == str(uid):
-                    return fields[5] or "/"
-    except OSError:
-        pass
-    return "/"
 
 
 def _write_oom_score_adj(process: dict) -> None:

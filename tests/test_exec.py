@@ -225,3 +225,14 @@ def test_exec_joins_a_time_namespace(ocirun, make_bundle, cid, tmp_path):
     assert ns_links(pid) == ns_links(ocirun.state(cid)["pid"])
     uptime = float(ocirun("exec", cid, "cut", "-d", " ", "-f1", "/proc/uptime").stdout)
     assert uptime > 86400 * 365
+
+
+def test_exec_gets_the_containers_seccomp_filter(ocirun, make_bundle, cid):
+    bundle = make_bundle(["sleep", "1000"])
+    rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}
+    ocirun("run", "--detach", "--bundle", bundle.write(), cid, check=True)
+    status = ocirun("exec", cid, "grep", "^Seccomp:", "/proc/self/status", check=True).stdout
+    assert status.split() == ["Seccomp:", "2"]
+    result = ocirun("exec", cid, "mkdir", "/tmp/denied")
+    assert result.returncode == 1 and "Operation not permitted" in result.stderr
