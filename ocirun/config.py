@@ -113,6 +113,26 @@ def _check_sysctl(key: str, ns: dict) -> None:
         )
 
 
+def _check_net_devices(devices: dict, ns: dict) -> None:
+    """A new network namespace to move them into; names the kernel can take (as runc)."""
+    if "network" not in ns or ns["network"] is not None:
+        raise ConfigError("config.json: linux.netDevices: needs a new network namespace")
+    for name, entry in devices.items():
+        for value in (name, entry.get("name", name)):
+            if not _valid_interface_name(value):
+                raise ConfigError(
+                    f"config.json: linux.netDevices.{name}: {value!r} is not a valid device name"
+                )
+
+
+def _valid_interface_name(name: str) -> bool:
+    """As the kernel's dev_valid_name (1 to 15 bytes, not . or .., no /, : or whitespace), and
+    a `%` only in one `%d` (the template the kernel completes)."""
+    if not 0 < len(name.encode()) < 16 or name in (".", "..") or "%" in name.replace("%d", "", 1):
+        return False
+    return not any(c in "/:" or c.isspace() for c in name)
+
+
 def _check_linux(config: dict) -> None:
     linux = config.get("linux", {})
     seen = set()
@@ -141,6 +161,8 @@ def _check_linux(config: dict) -> None:
             )
     for key in linux.get("sysctl") or {}:
         _check_sysctl(key, ns)
+    if linux.get("netDevices"):
+        _check_net_devices(linux["netDevices"], ns)
     if config.get("process", {}).get("apparmorProfile") and not os.path.exists(
         "/sys/kernel/security/apparmor"
     ):

@@ -147,6 +147,10 @@ class _Builder:
                 elif word == "mount":
                     self.host_mounts.append(rest)
                 elif word == "hooks":
+                    if linux.get("netDevices"):
+                        from ocirun import netdevices
+
+                        netdevices.move(linux["netDevices"], self.init_pid)
                     hooks.run(self.config, "prestart", self.hook_state(CREATING))
                     hooks.run(self.config, "createRuntime", self.hook_state(CREATING))
                     channel.send("go")
