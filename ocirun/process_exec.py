@@ -188,6 +188,7 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
         env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
     security.apply_rlimits(process)
     _write_oom_score_adj(process)
+    _default_signals()
     _secure(process, container.config.get("linux", {}), opts.preserve_fds)
     os.execve(program, process["args"], env)
 
@@ -207,6 +208,14 @@ def _secure(process: dict, linux: dict, preserve_fds: int) -> None:
     sc.close_range(3 + preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
     if seccomp and process.get("noNewPrivileges"):
         load_seccomp(seccomp)
+
+
+def _default_signals() -> None:
+    """Undo what Python set at start-up: SIGPIPE and SIGXFSZ ignored would survive execve."""
+    import _signal
+
+    for signum in (13, 25):  # SIGPIPE, SIGXFSZ
+        _signal.signal(signum, _signal.SIG_DFL)
 
 
 def give_stdio_to(uid: int) -> None:

@@ -236,3 +236,11 @@ def test_exec_gets_the_containers_seccomp_filter(ocirun, make_bundle, cid):
     assert status.split() == ["Seccomp:", "2"]
     result = ocirun("exec", cid, "mkdir", "/tmp/denied")
     assert result.returncode == 1 and "Operation not permitted" in result.stderr
+
+
+def test_exec_does_not_inherit_pythons_ignored_signals(ocirun, running):
+    cid, _, _ = running
+    ignored = ocirun("exec", cid, "grep", "^SigIgn:", "/proc/self/status", check=True).stdout
+    mask = int(ignored.split()[1], 16)
+    assert not mask & (1 << (13 - 1)) and not mask & (1 << (25 - 1))  # SIGPIPE, SIGXFSZ
+    assert ocirun("exec", cid, "sh", "-c", "yes | head -1", check=True).stdout == "y\n"
