@@ -131,6 +131,7 @@ class _Builder:
     def _converse(self, channel: Channel, stage1: int) -> None:
         """Answer the children's requests until the init reports ready (or an error)."""
         from ocirun import namespaces
+
         linux = self.config.get("linux", {})
         try:
             while True:
