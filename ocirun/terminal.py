@@ -122,6 +122,7 @@ class Proxy:
         self.server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         self.server.bind(self.path)
         self.server.listen(1)
+        self.server.settimeout(10)  # the process connected during setup: never wait long
         self.master = -1
         self.saved = None
         self.thread = None
@@ -188,8 +189,8 @@ class Proxy:
             import termios
 
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
-        if self.master >= 0:
-            os.close(self.master)
+        if self.master >= 0 and not (self.thread and self.thread.is_alive()):
+            os.close(self.master)  # (a copy still running keeps it: its fd is not reused)
             self.master = -1
         self.close_socket()
 
