@@ -46,6 +46,7 @@ RECURSIVE = {
     "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
     "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW),
     "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rnorelatime": (True, 0),  # as runc: clears relatime, whose value is 0 (no change)
     **{name: (False, value) for name, value in ATIME.items()},  # parsed through ATIME
 }  # fmt: skip
 

@@ -218,3 +218,26 @@ def test_cwd_through_a_symlink_stays_inside(ocirun, make_bundle, cid, tmp_path, 
     os.makedirs(os.path.join(target, str(host_dir).lstrip("/")))
     bundle.config["process"]["cwd"] = "/evil"
     assert run_probe(ocirun, bundle, cid, "ls -A") == ""
+
+
+def test_overlay_mount(ocirun, make_bundle, cid, tmp_path):
+    for name in ("lower", "upper", "work"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "lower" / "from-lower").write_text("low")
+    bundle = make_bundle()
+    options = [f"lowerdir={tmp_path / 'lower'}", f"upperdir={tmp_path / 'upper'}",
+               f"workdir={tmp_path / 'work'}"]  # fmt: skip
+    bundle.config["mounts"].append(
+        {"destination": "/ov", "type": "overlay", "source": "overlay", "options": options}
+    )
+    out = run_probe(ocirun, bundle, cid, "cat /ov/from-lower; echo up > /ov/new")
+    assert out == "low"
+    assert (tmp_path / "upper" / "new").read_text() == "up\n"
+    assert not (tmp_path / "lower" / "new").exists()
+
+
+def test_bind_of_a_single_file(ocirun, make_bundle, cid, tmp_path):
+    (tmp_path / "hostname").write_text("from-the-bundle\n")
+    bundle = make_bundle()
+    bundle.config["mounts"].append(bind("/etc/hostname", str(tmp_path / "hostname"), "ro"))
+    assert run_probe(ocirun, bundle, cid, "cat /etc/hostname") == "from-the-bundle\n"
