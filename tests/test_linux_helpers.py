@@ -4,9 +4,9 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
+from helpers import mounts_under
 
 USERNS_MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
@@ -49,8 +49,9 @@ def created_pid(ocirun, bundle, cid: str) -> int:
     return json.loads(ocirun("state", cid, check=True).stdout)["pid"]
 
 
-def host_mounts() -> set[str]:
-    return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+def host_mounts(under) -> set[str]:
+    """Mount points at or below a directory of the test (others' runs may mount elsewhere)."""
+    return set(mounts_under(str(under)))
 
 
 def has_ns(name: str) -> bool:

@@ -72,10 +72,10 @@ def test_a_failing_create_time_hook_fails_create_and_tears_down(ocirun, make_bun
     for kind in ("prestart", "createRuntime", "createContainer"):
         bundle, log = hooked_bundle(make_bundle, tmp_path / kind)
         bundle.config["hooks"][kind].append({"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]})
-        before = host_mounts()
+        before = host_mounts(tmp_path)
         error = create_fails(ocirun, bundle, f"{cid}-{kind}")
         assert f"hooks.{kind}[1]" in error and "status 7" in error
-        assert host_mounts() == before
+        assert host_mounts(tmp_path) == before
         assert [k for k, _ in records(log)][-1] == "poststop"  # step 12, then 13
 
 

@@ -198,13 +198,13 @@ def test_mount_destinations_cannot_leave_the_rootfs(ocirun, make_bundle, cid, tm
     bundle.config["linux"]["devices"] = [
         {"path": "/evil/devnull", "type": "c", "major": 1, "minor": 3}
     ]
-    before = host_mounts()
+    before = host_mounts(tmp_path)
     script = "cat /evil/secret; touch /dotdot/x 2>/dev/null || echo ro; ls /evil"
     out = run_probe(ocirun, bundle, cid, script)
     assert out.split() == ["ro", "devnull", "secret", "t"]  # the bind masked: both names lead in
     assert (host_dir / "secret").read_text() == "keep"
     assert sorted(os.listdir(host_dir)) == ["secret"]  # no /t, no devnull on the host
-    assert host_mounts() == before
+    assert host_mounts(tmp_path) == before
     inside = os.path.join(target, str(host_dir).lstrip("/"))
     assert os.path.exists(os.path.join(inside, "devnull"))
 
