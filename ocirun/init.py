@@ -86,7 +86,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OcirunError):
         return str(exc)
     if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}" if not exc.filename else str(exc)
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else f"{exc.strerror or exc}"
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
@@ -173,6 +173,7 @@ def stage2(plan: Plan, channel: Channel) -> None:
     if hooks.has(plan.config, "startContainer"):
         import subprocess  # noqa: F401  (the host's Python library is out of reach after pivot)
     rootfs.enter(plan.no_pivot)
+    os.makedirs(plan.process["cwd"], 0o755, exist_ok=True)  # as runc: a missing cwd is created
     _set_sysctls(plan.linux.get("sysctl") or {})  # inside: before /proc/sys turns read-only
     rootfs.finalize()
     if plan.process.get("terminal"):

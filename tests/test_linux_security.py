@@ -136,3 +136,11 @@ def test_io_priority_scheduler_and_cpu_affinity_seen_from_the_host(ocirun, make_
     with open(f"/proc/{pid}/stat") as f:
         assert int(f.read().rsplit(")", 1)[1].split()[16]) == 5  # nice
     ocirun("delete", "--force", cid, check=True)
+
+
+def test_a_missing_cwd_is_created_even_on_a_read_only_root(ocirun, make_bundle, cid, rootfs):
+    bundle = make_bundle()
+    bundle.own_rootfs(rootfs)  # the cwd is created in the rootfs: not in the shared one
+    bundle.config["root"]["readonly"] = True
+    bundle.config["process"]["cwd"] = "/run/made/here"
+    assert run_probe(ocirun, bundle, cid, "pwd") == "/run/made/here\n"
