@@ -39,8 +39,9 @@ def test_default_devices_and_links(ocirun, make_bundle, cid):
     ]  # fmt: skip
 
 
-def test_a_device_outside_dev(ocirun, make_bundle, cid):
+def test_a_device_outside_dev(ocirun, make_bundle, cid, rootfs):
     bundle = make_bundle()
+    bundle.own_rootfs(rootfs)  # the node is made in the rootfs: not in the shared one
     bundle.config["linux"]["devices"] = [{"path": "/run/null", "type": "c", "major": 1, "minor": 3}]
     assert (
         run_probe(ocirun, bundle, cid, "echo x > /run/null && stat -c %t:%T /run/null") == "1:3\n"
