@@ -49,7 +49,7 @@ class Plan:
 
 def fork_stage1(plan: Plan, channel: Channel) -> int:
     """Fork stage 1 and return its pid (in the parent)."""
-    _open_exec_fifo_to_container(plan)
+    _give_exec_fifo_to_container(plan)
     gc.freeze()  # keep the children from dirtying (and being charged for) the parent's objects
     pid = os.fork()
     if pid:
@@ -60,7 +60,7 @@ def fork_stage1(plan: Plan, channel: Channel) -> int:
     _run_child(stage1, plan, channel.as_child())
 
 
-def _open_exec_fifo_to_container(plan: Plan) -> None:
+def _give_exec_fifo_to_container(plan: Plan) -> None:
     """The init may run as a uid of a user namespace: let it write the fifo (as runc does)."""
     os.chmod(EXEC_FIFO, 0o622, dir_fd=plan.state_dir_fd)
     if "user" in plan.namespaces:
@@ -130,7 +130,9 @@ def _wants_idmap(config: dict) -> bool:
     """Whether a mount asks for an idmap (without parsing every mount's options)."""
     for entry in config.get("mounts", []):
         options = entry.get("options", ())
-        if entry.get("uidMappings") or "idmap" in options or "ridmap" in options:
+        if entry.get("uidMappings") or entry.get("gidMappings"):
+            return True
+        if "idmap" in options or "ridmap" in options:
             return True
     return False
 

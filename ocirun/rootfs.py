@@ -138,6 +138,7 @@ class Rootfs:
                 self._mount_hierarchy(f"{dest}/{subdir}", subdir, host_dir, flags)
 
     def _mount_hierarchy(self, dest: str, name: str, host_dir: str, flags: int) -> None:
+        """One v1 hierarchy at dest: mounted fresh in our cgroup namespace, else bound."""
         sub_fd = paths.mkdir_all(self.root_fd, dest)
         try:
             if self.new_cgroupns:
@@ -146,7 +147,7 @@ class Rootfs:
                     source = "systemd" if name == "systemd" else "cgroup"
                     self._do_mount(source, sub_fd, "cgroup", flags, data)
                     return
-                except PermissionError:  # not allowed in this user namespace: bind instead
+                except OSError:  # refused (a user namespace, a named hierarchy): bind instead
                     pass
             self._do_mount(host_dir, sub_fd, None, sc.MS_BIND | sc.MS_REC, None)
         finally:
