@@ -7,7 +7,7 @@ end, so the parent never waits for a message that cannot come.
 
 import os
 
-from ocirun.errors import SetupError
+from ocirun.errors import OcirunError, SetupError
 
 
 class Channel:
@@ -51,3 +51,35 @@ class Channel:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
+
+
+def run_child(channel: Channel, function, *args) -> None:
+    """Run a stage in a forked child, report any error to the parent; never return."""
+    code = 1
+    try:
+        function(*args)
+        code = 0
+    except BaseException as exc:  # a bug too: report it, never fall back into the parent's code
+        report(channel, describe(exc))
+    finally:
+        os._exit(code)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error of a forked stage."""
+    if isinstance(exc, OcirunError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else f"{exc.strerror or exc}"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def report(channel: Channel, message: str) -> None:
+    """To the parent while it listens; afterwards (after start) to the process's stderr."""
+    try:
+        channel.send(f"error {message}")
+    except OSError:
+        try:
+            os.write(2, f"ocirun: {message}\n".encode())
+        except OSError:
+            pass

@@ -15,8 +15,8 @@ import os
 
 from ocirun import hooks, namespaces, security
 from ocirun import syscalls as sc
-from ocirun.channel import Channel
-from ocirun.errors import OcirunError, SetupError
+from ocirun.channel import Channel, describe, run_child
+from ocirun.errors import SetupError
 from ocirun.rootfs import Rootfs
 
 EXEC_FIFO = "exec.fifo"
@@ -57,7 +57,8 @@ def fork_stage1(plan: Plan, channel: Channel) -> int:
     gc.disable()
     if plan.lock_fd >= 0:
         os.close(plan.lock_fd)
-    _run_child(stage1, plan, channel.as_child())
+    channel = channel.as_child()
+    run_child(channel, stage1, plan, channel)
 
 
 def _give_exec_fifo_to_container(plan: Plan) -> None:
@@ -67,38 +68,6 @@ def _give_exec_fifo_to_container(plan: Plan) -> None:
         uid = namespaces.host_id(plan.linux.get("uidMappings", []), 0)
         gid = namespaces.host_id(plan.linux.get("gidMappings", []), 0)
         os.chown(EXEC_FIFO, uid, gid, dir_fd=plan.state_dir_fd)
-
-
-def _run_child(function, plan: Plan, channel: Channel) -> None:
-    """Run a stage in a forked child; report any error to the parent; never return."""
-    code = 1
-    try:
-        function(plan, channel)
-        code = 0
-    except BaseException as exc:  # a bug too: report it, never fall back into the parent's code
-        _report(channel, _describe(exc))
-    finally:
-        os._exit(code)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for an error of a forked stage."""
-    if isinstance(exc, OcirunError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else f"{exc.strerror or exc}"
-    return f"internal error: {type(exc).__name__}: {exc}"
-
-
-def _report(channel: Channel, message: str) -> None:
-    """To the parent while it listens; afterwards (after start) to the container's stderr."""
-    try:
-        channel.send(f"error {message}")
-    except OSError:
-        try:
-            os.write(2, f"ocirun: {message}\n".encode())
-        except OSError:
-            pass
 
 
 def stage1(plan: Plan, channel: Channel) -> None:
@@ -122,7 +91,7 @@ def stage1(plan: Plan, channel: Channel) -> None:
         namespaces.write_time_offsets(plan.linux["timeOffsets"])
     pid = os.fork()
     if pid == 0:
-        _run_child(stage2, plan, channel)
+        run_child(channel, stage2, plan, channel)
     channel.send(f"pid {pid}")
 
 
@@ -171,7 +140,7 @@ def stage2(plan: Plan, channel: Channel) -> None:
         sc.sethostname(plan.config["hostname"])
     if plan.config.get("domainname") is not None and "uts" in plan.namespaces:
         sc.setdomainname(plan.config["domainname"])
-    _write_oom_score_adj(plan.process)
+    security.write_oom_score_adj(plan.process)
     if hooks.has(plan.config, "startContainer"):
         import subprocess  # noqa: F401  (the host's Python library is out of reach after pivot)
     rootfs.enter(plan.no_pivot)
@@ -209,15 +178,6 @@ def _set_sysctls(sysctls: dict[str, str]) -> None:
             raise SetupError(f"linux.sysctl: cannot set {key}={value}: {exc.strerror}") from None
 
 
-def _write_oom_score_adj(process: dict) -> None:
-    if "oomScoreAdj" in process:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(process["oomScoreAdj"]).encode())
-        finally:
-            os.close(fd)
-
-
 def environment(process: dict) -> dict[str, str]:
     env = {}
     for item in process.get("env") or []:
@@ -249,38 +209,20 @@ def wait_for_start(plan: Plan) -> None:
     try:
         hooks.run(plan.config, "startContainer", _own_state(plan, "created"))
     except BaseException as exc:
-        os.write(fifo, f"error {_describe(exc)}".encode())
+        os.write(fifo, f"error {describe(exc)}".encode())
         os._exit(1)
     os.write(fifo, b"0")
     os.close(fifo)
 
 
 def execute(plan: Plan, program: str) -> None:
-    """Process security in the right order, then execve; fds above 2 (+preserved) do not survive."""
+    """Process security in the right order, then execve."""
     process = plan.process
-    user = process.get("user", {})
     env = environment(process)
     if "HOME" not in env:
-        env["HOME"] = home_directory(user.get("uid", 0))
-    if process.get("noNewPrivileges"):
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    security.apply_scheduling(process, plan.linux)
-    seccomp = plan.linux.get("seccomp")
-    if seccomp and not process.get("noNewPrivileges"):
-        load_seccomp(seccomp)  # without no_new_privs, loading needs CAP_SYS_ADMIN: before the drop
-    security.apply_user_and_caps(process)
-    os.umask(user["umask"] if "umask" in user else plan.umask)
-    os.chdir(process["cwd"])
-    sc.close_range(3 + plan.preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
-    if seccomp and process.get("noNewPrivileges"):
-        load_seccomp(seccomp)  # as late as possible, so the filter sees only the program
+        env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
+    security.finish(process, plan.linux, plan.preserve_fds, plan.umask)
     os.execve(program, process["args"], env)
-
-
-def load_seccomp(seccomp: dict) -> None:
-    from ocirun import seccomp as filters
-
-    filters.load(seccomp)
 
 
 def home_directory(uid: int) -> str:

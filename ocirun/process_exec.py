@@ -14,9 +14,9 @@ import os
 
 from ocirun import security
 from ocirun import syscalls as sc
-from ocirun.channel import Channel
-from ocirun.errors import InvalidState, OcirunError, SetupError
-from ocirun.init import environment, find_program, home_directory, load_seccomp
+from ocirun.channel import Channel, run_child
+from ocirun.errors import InvalidState, SetupError
+from ocirun.init import environment, find_program, home_directory
 from ocirun.state import PAUSED, STOPPED, Container
 
 # setns order: the user namespace first (it grants the rights for the others), mount last
@@ -56,7 +56,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     channel = Channel()
     stage1 = os.fork()
     if stage1 == 0:
-        _run_child(_stage1, container, process, opts, channel.as_child())
+        run_child(channel.as_child(), _stage1, container, process, opts, channel)
     channel.as_parent()
     try:
         pid = _converse(container, channel, stage1)
@@ -112,30 +112,6 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _run_child(function, *args) -> None:
-    """Run a stage in a forked child, report any error to the parent, never return."""
-    channel = args[-1]
-    code = 1
-    try:
-        function(*args)
-        code = 0
-    except OcirunError as exc:
-        _report(channel, str(exc))
-    except OSError as exc:
-        _report(channel, f"{exc.strerror or exc}" if not exc.filename else str(exc))
-    except BaseException as exc:  # a bug: still report it, never fall back into the parent's code
-        _report(channel, f"internal error: {type(exc).__name__}: {exc}")
-    finally:
-        os._exit(code)
-
-
-def _report(channel: Channel, message: str) -> None:
-    try:
-        channel.send(f"error {message}")
-    except OSError:
-        pass
-
-
 def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # until execve: no ptrace, no /proc access from inside
     channel.receive()  # the parent has put us in the container's cgroup
@@ -146,7 +122,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
     os.close(root)
     pid = os.fork()
     if pid == 0:
-        _run_child(_stage2, container, process, opts, channel)
+        run_child(channel, _stage2, container, process, opts, channel)
     channel.send(f"pid {pid}")
 
 
@@ -187,55 +163,6 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
     if "HOME" not in env:
         env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
     security.apply_rlimits(process)
-    _write_oom_score_adj(process)
-    _default_signals()
-    _secure(process, container.config.get("linux", {}), opts.preserve_fds)
+    security.write_oom_score_adj(process)
+    security.finish(process, container.config.get("linux", {}), opts.preserve_fds, 0o022)
     os.execve(program, process["args"], env)
-
-
-def _secure(process: dict, linux: dict, preserve_fds: int) -> None:
-    """Process security in the init's order; seccomp as late as the no_new_privs bit allows."""
-    user = process.get("user", {})
-    give_stdio_to(user.get("uid", 0))
-    if process.get("noNewPrivileges"):
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    security.apply_scheduling(process, linux)
-    seccomp = linux.get("seccomp")
-    if seccomp and not process.get("noNewPrivileges"):
-        load_seccomp(seccomp)  # without no_new_privs, loading needs CAP_SYS_ADMIN: before the drop
-    security.apply_user_and_caps(process)
-    os.umask(user["umask"] if "umask" in user else 0o022)
-    sc.close_range(3 + preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
-    if seccomp and process.get("noNewPrivileges"):
-        load_seccomp(seccomp)
-
-
-def _default_signals() -> None:
-    """Undo what Python set at start-up: SIGPIPE and SIGXFSZ ignored would survive execve."""
-    import _signal
-
-    for signum in (13, 25):  # SIGPIPE, SIGXFSZ
-        _signal.signal(signum, _signal.SIG_DFL)
-
-
-def give_stdio_to(uid: int) -> None:
-    """Make the process's user own its stdio (not /dev/null), so that it can reopen its
-    terminal; errors that mean "not ours to change" are skipped, as runc does."""
-    null = os.makedev(1, 3)
-    for fd in (0, 1, 2):
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != uid and not (st.st_rdev == null and st.st_mode & 0o020000):
-                os.fchown(fd, uid, -1)
-        except OSError as exc:
-            if exc.errno not in (1, 9, 22, 30):  # EPERM, EBADF, EINVAL, EROFS
-                raise
-
-
-def _write_oom_score_adj(process: dict) -> None:
-    if "oomScoreAdj" in process:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(process["oomScoreAdj"]).encode())
-        finally:
-            os.close(fd)

@@ -151,3 +151,66 @@ def apply_user_and_caps(process: dict) -> None:
                 sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, CAP_NUMBER[name])
             except OSError:  # not in permitted and inheritable: the kernel refuses, as for runc
                 pass
+
+
+def finish(process: dict, linux: dict, preserve_fds: int, umask: int) -> None:
+    """The last steps before execve, shared by the init and `exec`, in runc's order.
+
+    stdio to the process's user; no_new_privs; scheduling; the user and capabilities; cwd (as
+    that user); umask; fds above 2 (+preserved) close on exec; signals Python ignores back to
+    default. Seccomp
+    loads before the capability drop when it needs CAP_SYS_ADMIN (no no_new_privs), else last.
+    """
+    user = process.get("user", {})
+    give_stdio_to(user.get("uid", 0))
+    nnp = process.get("noNewPrivileges")
+    if nnp:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    apply_scheduling(process, linux)
+    seccomp = linux.get("seccomp")
+    if seccomp and not nnp:
+        _load_seccomp(seccomp)
+    apply_user_and_caps(process)
+    os.chdir(process["cwd"])
+    os.umask(user["umask"] if "umask" in user else umask)
+    sc.close_range(3 + preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
+    _default_signals()
+    if seccomp and nnp:
+        _load_seccomp(seccomp)
+
+
+def _load_seccomp(seccomp: dict) -> None:
+    from ocirun import seccomp as filters
+
+    filters.load(seccomp)
+
+
+def _default_signals() -> None:
+    """Undo what Python set at start-up: SIGPIPE and SIGXFSZ ignored would survive execve."""
+    import _signal
+
+    for signum in (13, 25):  # SIGPIPE, SIGXFSZ
+        _signal.signal(signum, _signal.SIG_DFL)
+
+
+def give_stdio_to(uid: int) -> None:
+    """Make the process's user own its stdio (not /dev/null), so that it can reopen its
+    terminal; errors that mean "not ours to change" are skipped, as runc does."""
+    null = os.makedev(1, 3)
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != uid and not (st.st_rdev == null and st.st_mode & 0o020000):
+                os.fchown(fd, uid, -1)
+        except OSError as exc:
+            if exc.errno not in (1, 9, 22, 30):  # EPERM, EBADF, EINVAL, EROFS
+                raise
+
+
+def write_oom_score_adj(process: dict) -> None:
+    if "oomScoreAdj" in process:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(process["oomScoreAdj"]).encode())
+        finally:
+            os.close(fd)

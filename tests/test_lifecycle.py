@@ -340,3 +340,10 @@ def test_kill_default_is_sigterm(ocirun, make_bundle, cid):
     ocirun("start", cid, check=True)
     ocirun("kill", cid, check=True)
     wait_for_status(ocirun, cid, "stopped")
+
+
+def test_program_starts_with_default_signal_dispositions(ocirun, make_bundle, cid):
+    """Python ignores SIGPIPE and SIGXFSZ; that must not reach the container's program."""
+    bundle = make_bundle(["grep", "SigIgn", "/proc/self/status"])
+    out = ocirun("run", "-b", bundle.write(), cid, check=True).stdout
+    assert out.split() == ["SigIgn:", "0000000000000000"]
