@@ -167,13 +167,8 @@ def _own_state(plan: Plan, status: str) -> dict:
 
 def _set_sysctls(sysctls: dict[str, str]) -> None:
     for key, value in sysctls.items():
-        path = "/proc/sys/" + key.replace(".", "/")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
+            sc.write_file("/proc/sys/" + key.replace(".", "/"), value)
         except OSError as exc:
             raise SetupError(f"linux.sysctl: cannot set {key}={value}: {exc.strerror}") from None
 

@@ -88,11 +88,7 @@ def write_time_offsets(offsets: dict) -> None:
 
 def _write(path: str, text: str) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        sc.write_file(path, text)
     except OSError as exc:
         raise SetupError(f"cannot write {path}: {exc.strerror}") from None
 

@@ -209,8 +209,4 @@ def give_stdio_to(uid: int) -> None:
 
 def write_oom_score_adj(process: dict) -> None:
     if "oomScoreAdj" in process:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(process["oomScoreAdj"]).encode())
-        finally:
-            os.close(fd)
+        sc.write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))

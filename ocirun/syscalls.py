@@ -96,6 +96,15 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
+def write_file(path: str, text: str) -> None:
+    """One write(2) of text to an existing file (procfs and sysfs knobs want a single write)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def _check(result: int, call: str, path: object = None) -> int:
     if result < 0:
         err = ctypes.get_errno()

@@ -1,5 +1,6 @@
 """Huge page sizes, as the hugetlb controller names them in its files."""
 
+import errno
 import os
 
 from ocirun.errors import CgroupError
@@ -40,3 +41,21 @@ def check_page_sizes(limits: list[dict]) -> None:
             raise CgroupError(
                 f"hugepageLimits: page size {entry['pageSize']} is not supported here (have {have})"
             )
+
+
+def write_limits(directory: str, limits: list[dict], limit_file: str, rsvd_file: str) -> None:
+    """hugetlb.<size>.<limit_file> for each entry, and the reservation limit too where the
+    kernel accounts reservations (5.7+), as runc 1.2 does. v1 and v2 differ only in file names."""
+    from ocirun.cgroups.common import write, write_errno, write_error
+
+    check_page_sizes(limits)
+    reservations = True
+    for entry in limits:
+        prefix, value = f"hugetlb.{entry['pageSize']}.", str(entry["limit"])
+        write(directory, prefix + limit_file, value)
+        if reservations:
+            err = write_errno(directory, prefix + rsvd_file, value)
+            if err == errno.ENOENT:
+                reservations = False
+            elif err:
+                raise write_error(directory, prefix + rsvd_file, value, err)

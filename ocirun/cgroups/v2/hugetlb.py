@@ -1,32 +1,16 @@
 """cgroup v2 hugetlb controller (runc libcontainer/cgroups/fs2/hugetlb.go)."""
 
-import errno
-
 from ocirun.cgroups.common import (
     key_values,
     parse_uint,
     read,
     read_optional,
-    write,
-    write_errno,
-    write_error,
 )
-from ocirun.cgroups.hugepages import check_page_sizes, hugepage_sizes
+from ocirun.cgroups.hugepages import hugepage_sizes, write_limits
 
 
 def apply(directory: str, limits: list[dict]) -> None:
-    check_page_sizes(limits)
-    reservations = True
-    for entry in limits:
-        prefix, value = f"hugetlb.{entry['pageSize']}", str(entry["limit"])
-        write(directory, prefix + ".max", value)
-        # limit the reservations too where the kernel accounts them (5.7+), as runc 1.2 does
-        if reservations:
-            err = write_errno(directory, prefix + ".rsvd.max", value)
-            if err == errno.ENOENT:
-                reservations = False
-            elif err:
-                raise write_error(directory, prefix + ".rsvd.max", value, err)
+    write_limits(directory, limits, "max", "rsvd.max")
 
 
 def stats(directory: str, out: dict) -> None:
