@@ -151,12 +151,16 @@ class Manager:
         raise NotImplementedError
 
     def apply(self, resources: dict) -> None:
-        """Write the config's linux.resources (runc's default device rules are appended)."""
-        raise NotImplementedError
+        """Write linux.resources at create, runc's default device rules appended."""
+        from ocirun.cgroups.devices import DEFAULT_RULES
+
+        self.write_resources(resources, [*(resources.get("devices") or []), *DEFAULT_RULES])
 
     def update(self, resources: dict) -> None:
-        """Write a live update in the same format; device rules are not updated (as runc)."""
-        raise NotImplementedError
+        """Change limits live (`ocirun update`); device rules stay as they are, as in runc."""
+        if "devices" in resources:
+            warn("update: device rules are not updated (as in runc)")
+        self.write_resources(resources, None)
 
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
         """What apply and update share: devices None leaves the device rules alone."""

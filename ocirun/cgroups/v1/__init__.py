@@ -67,16 +67,6 @@ class V1Manager(Manager):
                     )
                 raise error
 
-    def apply(self, resources: dict) -> None:
-        from ocirun.cgroups.devices import DEFAULT_RULES
-
-        self.write_resources(resources, [*(resources.get("devices") or []), *DEFAULT_RULES])
-
-    def update(self, resources: dict) -> None:
-        if "devices" in resources:
-            warn("update: device rules are not updated (as in runc)")
-        self.write_resources(resources, None)
-
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
         """In runc's subsystem order; devices None leaves the device rules alone."""
         cpu = resources.get("cpu") or {}
