@@ -82,13 +82,15 @@ def stage1(plan: Plan, channel: Channel) -> None:
         sc.unshare(sc.CLONE_NEWUSER)
         channel.send("userns")
         channel.receive()  # the parent has written our uid_map and gid_map
-    if "user" in ns:
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
     namespaces.join(fds, ns, only=tuple(fds))
     sc.unshare(namespaces.unshare_flags(ns, exclude=("user", "cgroup")))
     if plan.linux.get("timeOffsets"):
+        # before the uid change below: that makes us non-dumpable, and /proc/self/* then
+        # belongs to the host's root, whose file we could not open any more
         namespaces.write_time_offsets(plan.linux["timeOffsets"])
+    if "user" in ns:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     pid = os.fork()
     if pid == 0:
         run_child(channel, stage2, plan, channel)

@@ -123,6 +123,19 @@ def test_time_namespace_offsets_apply_to_the_first_process(ocirun, make_bundle, 
     assert uptime - host_uptime > 10 * 86400 - 60
 
 
+@pytest.mark.skipif(not has_ns("time"), reason="no time namespaces on this kernel")
+def test_time_offsets_in_a_user_namespace(ocirun, make_bundle, cid, userns_rootfs):
+    """The offsets are written by the container's root (host uid 100000) of its own namespace."""
+    bundle = make_bundle()
+    add_userns(bundle.config, userns_rootfs)
+    bundle.config["linux"]["namespaces"].append({"type": "time"})
+    bundle.config["linux"]["timeOffsets"] = {"boottime": {"secs": 10 * 86400}}
+    uptime = float(run_probe(ocirun, bundle, cid, "cat /proc/uptime").split()[0])
+    with open("/proc/uptime") as f:
+        host_uptime = float(f.read().split()[0])
+    assert uptime - host_uptime > 10 * 86400 - 60
+
+
 def test_time_offsets_without_a_time_namespace_are_refused(ocirun, make_bundle, cid):
     bundle = make_bundle()
     bundle.config["linux"]["timeOffsets"] = {"monotonic": {"secs": 1}}
