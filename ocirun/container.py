@@ -4,7 +4,7 @@ import os
 import time
 
 from ocirun import config as cfg
-from ocirun import hooks
+from ocirun import OCI_VERSION, hooks
 from ocirun.channel import Channel
 from ocirun.errors import ContainerExists, InvalidState, OcirunError, SetupError
 from ocirun.log import log
@@ -85,7 +85,7 @@ class _Builder:
         self.cgroup_created = False
 
     def hook_state(self, status: str) -> dict:
-        state = {"ociVersion": "1.3.0", "id": self.id, "status": status, "pid": self.init_pid,
+        state = {"ociVersion": OCI_VERSION, "id": self.id, "status": status, "pid": self.init_pid,
                  "bundle": self.opts.bundle}  # fmt: skip
         if self.config.get("annotations"):
             state["annotations"] = self.config["annotations"]

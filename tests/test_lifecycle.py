@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import OCIRUN, cgroup_dirs
+from helpers import OCIRUN, cgroup_dirs, mounts_under
 
 from ocirun.schema import validate_state
 
@@ -347,3 +347,24 @@ def test_program_starts_with_default_signal_dispositions(ocirun, make_bundle, ci
     bundle = make_bundle(["grep", "SigIgn", "/proc/self/status"])
     out = ocirun("run", "-b", bundle.write(), cid, check=True).stdout
     assert out.split() == ["SigIgn:", "0000000000000000"]
+
+
+def test_without_a_mount_namespace_delete_undoes_the_host_mounts(ocirun, make_bundle, cid, rootfs):
+    """The config's mounts land in the host's namespace: delete (and a failed create) undo them."""
+    bundle = make_bundle(["sh", "-c", "ls /dev/null /proc/self/status >/dev/null && echo ok"])
+    own = bundle.own_rootfs(rootfs)
+    config = bundle.config
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"]
+                                     if n["type"] != "mount"]  # fmt: skip
+    for key in ("maskedPaths", "readonlyPaths"):
+        config["linux"].pop(key)
+    ocirun("create", "-b", bundle.write(), cid, check=True)
+    assert own + "/proc" in mounts_under(own) and own + "/dev/pts" in mounts_under(own)
+    ocirun("start", cid, check=True)
+    wait_for_status(ocirun, cid, "stopped")
+    ocirun("delete", cid, check=True)
+    assert mounts_under(own) == []
+
+    config["process"]["args"] = ["no-such-program"]  # fails after the mounts were made
+    assert ocirun("create", "-b", bundle.write(), cid).returncode == 1
+    assert mounts_under(own) == [] and ocirun.ids() == []
