@@ -3,8 +3,8 @@
 import os
 import time
 
-from ocirun import config as cfg
 from ocirun import OCI_VERSION, hooks
+from ocirun import config as cfg
 from ocirun.channel import Channel
 from ocirun.errors import ContainerExists, InvalidState, OcirunError, SetupError
 from ocirun.log import log
