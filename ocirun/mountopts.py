@@ -54,13 +54,17 @@ RECURSIVE = {
 class MountOptions:
     """The parsed options of one mount."""
 
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "idmap", "recursive_idmap")
+    __slots__ = (
+        "flags", "propagation", "attr_set", "attr_clr", "data", "idmap", "recursive_idmap",
+        "copy_up",
+    )  # fmt: skip
 
     def __init__(self, options: list[str]) -> None:
         self.flags = 0
         self.propagation: list[int] = []
         self.attr_set = self.attr_clr = 0
         self.idmap = self.recursive_idmap = False
+        self.copy_up = False  # tmpcopyup: the new tmpfs starts with the directory's contents
         data = []
         for option in options:
             if option in FLAGS:
@@ -77,6 +81,8 @@ class MountOptions:
                     self.attr_clr |= attr
                 else:
                     self.attr_set |= attr
+            elif option == "tmpcopyup":
+                self.copy_up = True
             elif option in ("idmap", "ridmap"):
                 self.idmap = True
                 self.recursive_idmap = option == "ridmap"

@@ -58,6 +58,17 @@ def test_tmpfs_size_and_mode(ocirun, make_bundle, cid):
     assert out.splitlines()[-1] == "750"
 
 
+def test_tmpcopyup_starts_the_tmpfs_with_the_directory_contents(ocirun, make_bundle, cid):
+    bundle = make_bundle()
+    bundle.config["mounts"].append(
+        {"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
+    )
+    probe = "cat /proc/self/mountinfo; stat -c '%a %u' /etc/passwd; echo x > /etc/new && echo rw"
+    out = run_probe(ocirun, bundle, cid, probe)
+    assert mount_line(out, "/etc").split(" - ")[1].startswith("tmpfs")
+    assert out.splitlines()[-2:] == ["644 0", "rw"]  # copied with its mode, writable (tmpfs)
+
+
 def test_recursive_read_only_reaches_submounts(ocirun, make_bundle, cid, tmp_path):
     src = tmp_path / "tree"
     (src / "sub").mkdir(parents=True)

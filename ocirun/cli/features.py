@@ -14,7 +14,7 @@ def features() -> dict:
     from ocirun.security import CAPABILITIES
 
     mount_options = sorted(
-        set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {"idmap", "ridmap"}
+        set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {"idmap", "ridmap", "tmpcopyup"}
     )
     return {
         "ociVersionMin": "1.0.0",
