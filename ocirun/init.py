@@ -155,6 +155,7 @@ def stage2(plan: Plan, channel: Channel) -> None:
         terminal.setup_console(plan.console_fd, plan.process.get("consoleSize"))
     program = find_program(plan.process)
     security.apply_rlimits(plan.process)
+    security.apply_memory_policy(plan.linux)
     channel.send("ready")
     channel.close()
 

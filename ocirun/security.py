@@ -38,6 +38,14 @@ SCHED_FLAGS = {
 }  # fmt: skip
 IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+MEMORY_POLICY_MODES = {
+    "MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+    "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6,
+}  # fmt: skip
+MEMORY_POLICY_FLAGS = {
+    "MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
+    "MPOL_F_STATIC_NODES": 1 << 15,
+}  # fmt: skip
 
 _LAST_CAP = None
 
@@ -111,6 +119,22 @@ def apply_scheduling(process: dict, linux: dict) -> None:
     affinity = (process.get("execCPUAffinity") or {}).get("initial")
     if affinity:
         os.sched_setaffinity(0, parse_cpu_list(affinity))
+
+
+def apply_memory_policy(linux: dict) -> None:
+    """linux.memoryPolicy, set by the init for itself: its program inherits it across execve."""
+    policy = linux.get("memoryPolicy")
+    if not policy:
+        return
+    mode = MEMORY_POLICY_MODES[policy["mode"]]
+    for flag in policy.get("flags", []):
+        mode |= MEMORY_POLICY_FLAGS[flag]
+    try:
+        sc.set_mempolicy(mode, parse_cpu_list(policy.get("nodes", "")))
+    except OSError as exc:
+        raise SetupError(
+            f"linux.memoryPolicy: the kernel refuses {policy}: {exc.strerror}"
+        ) from None
 
 
 def parse_cpu_list(text: str) -> set[int]:

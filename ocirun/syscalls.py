@@ -16,11 +16,11 @@ _NR = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,
                "ioprio_set": 251, "sched_setattr": 314, "open_tree": 428, "move_mount": 429,
                "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 250,
-               "pidfd_open": 434, "bpf": 321},
+               "pidfd_open": 434, "bpf": 321, "set_mempolicy": 238},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
                 "ioprio_set": 30, "sched_setattr": 274, "open_tree": 428, "move_mount": 429,
                 "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 219,
-                "pidfd_open": 434, "bpf": 280},
+                "pidfd_open": 434, "bpf": 280, "set_mempolicy": 237},
 }[os.uname().machine]  # fmt: skip
 
 # clone(2) namespace flags
@@ -242,6 +242,17 @@ def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: in
     attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
                       deadline, period)  # fmt: skip
     _check(_syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0), "sched_setattr")
+
+
+def set_mempolicy(mode: int, nodes: set[int]) -> None:
+    """The NUMA memory policy of this thread (inherited by children, kept across execve)."""
+    bits = 64 * (max(nodes, default=0) // 64 + 1)
+    words = (ctypes.c_ulong * (bits // 64))()
+    for node in nodes:
+        words[node // 64] |= 1 << (node % 64)
+    mask = words if nodes else None
+    _check(_syscall(_NR["set_mempolicy"], mode, mask, ctypes.c_ulong(bits + 1 if nodes else 0)),
+           "set_mempolicy")  # fmt: skip
 
 
 def join_session_keyring(name: str | None = None) -> None:

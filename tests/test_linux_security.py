@@ -144,3 +144,14 @@ def test_a_missing_cwd_is_created_even_on_a_read_only_root(ocirun, make_bundle, 
     bundle.config["root"]["readonly"] = True
     bundle.config["process"]["cwd"] = "/run/made/here"
     assert run_probe(ocirun, bundle, cid, "pwd") == "/run/made/here\n"
+
+
+def test_memory_policy(ocirun, make_bundle, cid):
+    bundle = make_bundle()
+    bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "0"}
+    out = run_probe(ocirun, bundle, cid, "grep -m1 . /proc/self/numa_maps")
+    assert "bind:0" in out
+    bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_LOCAL", "nodes": "0"}  # EINVAL
+    result = ocirun("create", "-b", bundle.write(), f"{cid}-2")
+    assert result.returncode == 1 and "linux.memoryPolicy" in result.stderr
+    assert f"{cid}-2" not in ocirun.ids()

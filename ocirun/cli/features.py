@@ -11,7 +11,7 @@ def features() -> dict:
     from ocirun.mountopts import PROPAGATION, RECURSIVE
     from ocirun.seccomp import ACTIONS as SECCOMP_ACTIONS
     from ocirun.seccomp import ARCHITECTURES, FLAGS, OPERATORS
-    from ocirun.security import CAPABILITIES
+    from ocirun.security import CAPABILITIES, MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES
 
     mount_options = sorted(
         set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {"idmap", "ridmap", "tmpcopyup"}
@@ -45,6 +45,10 @@ def features() -> dict:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": True},
+            "memoryPolicy": {
+                "modes": list(MEMORY_POLICY_MODES),
+                "flags": list(MEMORY_POLICY_FLAGS),
+            },
         },
         "annotations": {"org.opencontainers.runtime-spec.features.ocirun.version": "0.1.0"},
     }
