@@ -58,6 +58,8 @@ def check(seccomp: dict) -> None:
 def _action(name: str, errno_ret: int | None, where: str) -> int:
     if name not in ACTIONS:
         raise ConfigError(f"{where}: unknown action {name!r}")
+    if name == "SCMP_ACT_NOTIFY":  # would block the syscall forever with no listener to answer
+        raise ConfigError(f"{where}: SCMP_ACT_NOTIFY (listenerPath) is not supported by ocirun")
     if errno_ret is not None and name not in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
         raise ConfigError(f"{where}: errnoRet is only for SCMP_ACT_ERRNO and SCMP_ACT_TRACE")
     if name == "SCMP_ACT_ERRNO":

@@ -155,3 +155,17 @@ def test_memory_policy(ocirun, make_bundle, cid):
     result = ocirun("create", "-b", bundle.write(), f"{cid}-2")
     assert result.returncode == 1 and "linux.memoryPolicy" in result.stderr
     assert f"{cid}-2" not in ocirun.ids()
+
+
+def test_seccomp_filter_is_enforced_and_notify_is_refused(ocirun, make_bundle, cid):
+    bundle = make_bundle()
+    rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}
+    out = run_probe(
+        ocirun, bundle, cid, "grep Seccomp: /proc/self/status; mkdir /dev/shm/x 2>&1; true"
+    )
+    assert out.split()[:2] == ["Seccomp:", "2"] and "No space left on device" in out
+    rule["action"] = "SCMP_ACT_NOTIFY"
+    del rule["errnoRet"]
+    result = ocirun("create", "-b", bundle.write(), f"{cid}-2")
+    assert result.returncode == 1 and "SCMP_ACT_NOTIFY" in result.stderr

@@ -34,7 +34,7 @@ def features() -> dict:
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {
                 "enabled": True,
-                "actions": sorted(SECCOMP_ACTIONS),
+                "actions": sorted(set(SECCOMP_ACTIONS) - {"SCMP_ACT_NOTIFY"}),
                 "operators": sorted(OPERATORS),
                 "archs": list(ARCHITECTURES),
                 "supportedFlags": sorted(FLAGS),
