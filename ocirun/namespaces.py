@@ -93,5 +93,24 @@ def _write(path: str, text: str) -> None:
         raise SetupError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def ns_path(pid: int, ns_type: str) -> str:
-    return f"/proc/{pid}/ns/{_NS_FILE[ns_type]}"
+def join_all_of(pid: int) -> None:
+    """setns into each namespace of process pid that differs from ours (`exec`), in order."""
+    fds = []
+    for ns_type in _JOIN_ORDER:
+        path = f"/proc/{pid}/ns/{_NS_FILE[ns_type]}"
+        try:
+            theirs = os.stat(path)
+        except FileNotFoundError:  # a namespace type this kernel lacks
+            continue
+        ours = os.stat(f"/proc/self/ns/{_NS_FILE[ns_type]}")
+        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+            fds.append((ns_type, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+    for ns_type, fd in fds:
+        try:
+            sc.setns(fd, NAMESPACE_FLAGS[ns_type])
+        except OSError as exc:
+            raise SetupError(
+                f"cannot join the container's {ns_type} namespace: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(fd)

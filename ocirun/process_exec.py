@@ -12,17 +12,12 @@ Stage 1 exits once stage 2 exists, so stage 2 is re-parented to the caller's sub
 
 import os
 
-from ocirun import security
+from ocirun import namespaces, security
 from ocirun import syscalls as sc
 from ocirun.channel import Channel, run_child
 from ocirun.errors import InvalidState, SetupError
 from ocirun.init import environment, find_program, home_directory
 from ocirun.state import PAUSED, STOPPED, Container
-
-# setns order: the user namespace first (it grants the rights for the others), mount last
-JOIN_ORDER = (("user", 0x10000000), ("ipc", 0x08000000), ("uts", 0x04000000),
-              ("net", 0x40000000), ("pid", 0x20000000), ("time", 0x00000080),
-              ("cgroup", 0x02000000), ("mnt", 0x00020000))  # fmt: skip
 
 
 class ExecOptions:
@@ -116,7 +111,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # until execve: no ptrace, no /proc access from inside
     channel.receive()  # the parent has put us in the container's cgroup
     root = os.open(f"/proc/{container.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    join_namespaces(container.pid)
+    namespaces.join_all_of(container.pid)
     os.fchdir(root)
     os.chroot(".")
     os.close(root)
@@ -124,31 +119,6 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
     if pid == 0:
         run_child(channel, _stage2, container, process, opts, channel)
     channel.send(f"pid {pid}")
-
-
-def join_namespaces(init_pid: int) -> None:
-    """setns into each namespace of the init that differs from ours."""
-    fds = []
-    for name, flag in JOIN_ORDER:
-        try:
-            theirs = os.stat(f"/proc/{init_pid}/ns/{name}")
-        except FileNotFoundError:  # a namespace type this kernel lacks
-            continue
-        ours = os.stat(f"/proc/self/ns/{name}")
-        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
-            fd = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            fds.append((name, flag, fd))
-    if not fds:
-        return
-    for name, flag, fd in fds:
-        try:
-            sc.setns(fd, flag)
-        except OSError as exc:
-            raise SetupError(
-                f"cannot join the container's {name} namespace: {exc.strerror}"
-            ) from None
-        finally:
-            os.close(fd)
 
 
 def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
