@@ -485,6 +485,8 @@ class PodmanStore:
     def argv(self, *args: str) -> list[str]:
         home = self.home
         return [
+            "env",  # conmon makes its console sockets (conmon-term.*) in $TMPDIR: keep them ours
+            f"TMPDIR={home}/tmp",
             "podman",
             f"--root={home}/storage",
             f"--runroot={home}/run",
