@@ -55,7 +55,7 @@ def execute(container, process: dict, opts: dict, console_fd: int | None, proxy)
     import os
 
     from ocirun import process_exec
-    from ocirun.cli.run import wait_with_terminal
+    from ocirun.cli.run import Forwarder, wait_with_terminal
 
     if proxy is not None:
         from ocirun import terminal
@@ -64,6 +64,7 @@ def execute(container, process: dict, opts: dict, console_fd: int | None, proxy)
     exec_opts = process_exec.ExecOptions(
         -1 if console_fd is None else console_fd, opts["pid_file"], opts["preserve_fds"]
     )
+    forwarder = None if opts["detach"] else Forwarder(forward_winch=proxy is None)
     try:
         pid = process_exec.execute(container, process, exec_opts)
         if proxy is not None:
@@ -75,9 +76,9 @@ def execute(container, process: dict, opts: dict, console_fd: int | None, proxy)
     finally:
         if console_fd is not None:
             os.close(console_fd)
-    if opts["detach"]:
+    if forwarder is None:
         return 0
-    return wait_with_terminal(pid, proxy)
+    return wait_with_terminal(pid, proxy, forwarder)
 
 
 def load_process(path: str) -> dict:

@@ -33,6 +33,7 @@ def run(ctx, opts: dict, args: list[str]) -> int:
         if proxy is not None:
             proxy.finish()
         raise
+    forwarder = None if opts["detach"] else Forwarder(forward_winch=proxy is None)
     try:
         if proxy is not None:
             proxy.receive()
@@ -42,9 +43,9 @@ def run(ctx, opts: dict, args: list[str]) -> int:
             proxy.finish()
         delete(ctx.root, container_id, force=True)
         raise
-    if opts["detach"]:
+    if forwarder is None:
         return 0
-    status = wait_with_terminal(container.pid, proxy)
+    status = wait_with_terminal(container.pid, proxy, forwarder)
     if not opts["keep"]:
         delete(ctx.root, container_id, force=True)
     return status
@@ -61,31 +62,57 @@ def wants_terminal(bundle: str) -> bool:
         return False
 
 
-def wait_with_terminal(pid: int, proxy) -> int:
+class Forwarder:
+    """Signals for the container's process: caught from before it runs, so that none kills us
+    in between, and sent on to it once its pid is known."""
+
+    def __init__(self, forward_winch: bool = True) -> None:
+        import _signal
+
+        self.pid = 0
+        self.pending: list[int] = []
+        for signum in FORWARDED_SIGNALS:
+            if forward_winch or signum != SIGWINCH:
+                _signal.signal(signum, self._caught)
+
+    def _caught(self, signum: int, _frame) -> None:
+        if self.pid:
+            _send(self.pid, signum)
+        else:
+            self.pending.append(signum)
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.pending:
+            _send(pid, signum)
+        self.pending.clear()
+
+
+def _send(pid: int, signum: int) -> None:
+    import os
+
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_with_terminal(pid: int, proxy, forwarder: Forwarder) -> int:
     """wait_for, copying between the pty and our terminal meanwhile when there is a proxy."""
     if proxy is None:
-        return wait_for(pid)
+        return wait_for(pid, forwarder)
     proxy.start()
     try:
-        return wait_for(pid, forward_winch=False)
+        return wait_for(pid, forwarder)
     finally:
         proxy.finish()
 
 
-def wait_for(pid: int, forward_winch: bool = True) -> int:
+def wait_for(pid: int, forwarder: Forwarder) -> int:
     """Forward signals to pid until it exits; its exit status, 128+N if killed by signal N."""
-    import _signal
     import os
 
-    def forward(signum: int, _frame) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in FORWARDED_SIGNALS:
-        if forward_winch or signum != SIGWINCH:
-            _signal.signal(signum, forward)
+    forwarder.target(pid)
     _, status = os.waitpid(pid, 0)
     while True:  # reap what else the container left re-parented to us
         try:
