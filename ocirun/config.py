@@ -169,9 +169,10 @@ def _check_linux(config: dict) -> None:
         raise ConfigError(
             "config.json: process.apparmorProfile: AppArmor is not enabled on this host"
         )
-    selinux = config.get("process", {}).get("selinuxLabel") or linux.get("mountLabel")
-    if selinux and not os.path.exists("/sys/fs/selinux"):
-        raise ConfigError("config.json: process.selinuxLabel: SELinux is not enabled on this host")
+    for field, value in (("process.selinuxLabel", config.get("process", {}).get("selinuxLabel")),
+                         ("linux.mountLabel", linux.get("mountLabel"))):  # fmt: skip
+        if value and not os.path.exists("/sys/fs/selinux"):
+            raise ConfigError(f"config.json: {field}: SELinux is not enabled on this host")
     if linux.get("seccomp"):
         from ocirun import seccomp
 
