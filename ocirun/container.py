@@ -14,6 +14,7 @@ from ocirun.state import (
     EXEC_FIFO,
     PAUSED,
     RUNNING,
+    STATE_FILE,
     STOPPED,
     Container,
     Lock,
@@ -320,6 +321,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         lock, container = locked(root, container_id)
     except OcirunError:
         if force:
+            _remove_unfinished(root, container_id)
             return
         raise
     with lock:
@@ -329,6 +331,18 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
                 f"cannot delete container {container_id} that is not stopped: {status}"
             )
         destroy(container, status)
+
+
+def _remove_unfinished(root: str, container_id: str) -> None:
+    """The state dir of a create that was killed before it wrote state.json (under the lock,
+    so never one still being created): without it the id could not be used again."""
+    state_dir = os.path.join(root, check_id(container_id))
+    try:
+        with Lock(state_dir):
+            if not os.path.exists(os.path.join(state_dir, STATE_FILE)):
+                remove_state_dir(state_dir)
+    except OcirunError:
+        pass  # no such container at all
 
 
 def destroy(container: Container, status: str) -> None:

@@ -368,3 +368,14 @@ def test_without_a_mount_namespace_delete_undoes_the_host_mounts(ocirun, make_bu
     config["process"]["args"] = ["no-such-program"]  # fails after the mounts were made
     assert ocirun("create", "-b", bundle.write(), cid).returncode == 1
     assert mounts_under(own) == [] and ocirun.ids() == []
+
+
+def test_delete_force_clears_a_create_that_was_killed_midway(ocirun, make_bundle, cid):
+    """A state dir without state.json (its create was SIGKILLed) must not block the id forever."""
+    (ocirun.root / cid).mkdir(parents=True)
+    os.mkfifo(ocirun.root / cid / "exec.fifo")
+    assert ocirun("delete", cid).returncode == 1
+    ocirun("delete", "--force", cid, check=True)
+    assert not (ocirun.root / cid).exists()
+    ocirun("run", "-b", make_bundle().write(), cid, check=True)
+    assert ocirun("delete", "--force", "../x").returncode == 1  # an invalid id is no missing one
