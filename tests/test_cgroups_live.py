@@ -94,6 +94,17 @@ def sandbox():
         box.cleanup()
 
 
+# a process in the cgroup tries both devices: default rules allow /dev/null, not /dev/kmsg
+OPEN_NULL_AND_KMSG = (
+    "for path in ('/dev/null', '/dev/kmsg'):\n"
+    "    try:\n"
+    "        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))\n"
+    "        print(path, 'ok')\n"
+    "    except OSError as e:\n"
+    "        print(path, e.strerror)\n"
+)
+
+
 def utime(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rpartition(")")[2].split()[11])
@@ -193,15 +204,7 @@ def test_pids_and_stats(sandbox):
 @needs_v1
 def test_devices_deny_by_default(sandbox):
     manager = sandbox.manager("dev", {"devices": [{"allow": False, "access": "rwm"}]})
-    probe = sandbox.spawn(
-        manager,
-        "for path in ('/dev/null', '/dev/kmsg'):\n"
-        "    try:\n"
-        "        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))\n"
-        "        print(path, 'ok')\n"
-        "    except OSError as e:\n"
-        "        print(path, e.strerror)\n",
-    )
+    probe = sandbox.spawn(manager, OPEN_NULL_AND_KMSG)
     assert wait_output(probe) == "/dev/null ok\n/dev/kmsg Operation not permitted\n"
 
 
@@ -309,15 +312,7 @@ def test_cgroup2_device_filter(sandbox):
     finally:
         os.close(dirfd)
     manager.apply({"devices": [{"allow": False, "access": "rwm"}]})
-    probe = sandbox.spawn(
-        manager,
-        "for path in ('/dev/null', '/dev/kmsg'):\n"
-        "    try:\n"
-        "        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))\n"
-        "        print(path, 'ok')\n"
-        "    except OSError as e:\n"
-        "        print(path, e.strerror)\n",
-    )
+    probe = sandbox.spawn(manager, OPEN_NULL_AND_KMSG)
     assert wait_output(probe) == "/dev/null ok\n/dev/kmsg Operation not permitted\n"
 
 
