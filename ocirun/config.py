@@ -6,6 +6,7 @@ from ocirun import jsonio
 from ocirun.errors import ConfigError
 from ocirun.log import log
 
+# the clone(2) flag of each namespace type: the one table (kept here, free of ctypes)
 NAMESPACE_FLAGS = {
     "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
     "uts": 0x04000000, "user": 0x10000000, "cgroup": 0x02000000, "time": 0x00000080,

@@ -10,6 +10,7 @@ import os
 
 from ocirun import namespaces
 from ocirun import syscalls as sc
+from ocirun.config import NAMESPACE_FLAGS
 from ocirun.errors import ConfigError
 from ocirun.mountopts import MountOptions
 
@@ -76,7 +77,7 @@ def _new_userns(uid_maps: list[dict], gid_maps: list[dict]) -> int:
         try:
             os.close(ready_r)
             os.close(hold_w)
-            sc.unshare(sc.CLONE_NEWUSER)
+            sc.unshare(NAMESPACE_FLAGS["user"])
             os.write(ready_w, b"1")
             os.read(hold_r, 1)  # until the parent has the namespace's fd
             code = 0

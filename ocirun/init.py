@@ -16,6 +16,7 @@ import os
 from ocirun import hooks, namespaces, security
 from ocirun import syscalls as sc
 from ocirun.channel import Channel, describe, run_child
+from ocirun.config import NAMESPACE_FLAGS
 from ocirun.errors import SetupError
 from ocirun.rootfs import Rootfs
 
@@ -79,7 +80,7 @@ def stage1(plan: Plan, channel: Channel) -> None:
     fds = namespaces.open_paths(ns)
     namespaces.join(fds, ns, only=("user",))
     if "user" in ns and ns["user"] is None:
-        sc.unshare(sc.CLONE_NEWUSER)
+        sc.unshare(NAMESPACE_FLAGS["user"])
         channel.send("userns")
         channel.receive()  # the parent has written our uid_map and gid_map
     namespaces.join(fds, ns, only=tuple(fds))
@@ -130,7 +131,7 @@ def stage2(plan: Plan, channel: Channel) -> None:
     if "cgroup" in ns and ns["cgroup"] is None:
         channel.send("cgroup")  # a cgroup namespace is rooted where we are: wait for our cgroup
         channel.receive()
-        sc.unshare(sc.CLONE_NEWCGROUP)
+        sc.unshare(NAMESPACE_FLAGS["cgroup"])
         rootfs.new_cgroupns = True
     for i in range(first_cgroup, len(mounts)):
         rootfs.mount(mounts[i], i, plan.cgroup_sources)

@@ -68,13 +68,14 @@ def _helper(devices: dict[str, dict], init_pid: int, report_fd: int) -> None:
 def _move_all(devices: dict[str, dict], init_pid: int) -> None:
     from ocirun import load_site_packages
     from ocirun import syscalls as sc
+    from ocirun.config import NAMESPACE_FLAGS
 
     load_site_packages()  # pyroute2 lives there; the launcher may have skipped `site`
     from pyroute2 import IPRoute
 
     netns_fd = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     with IPRoute() as host:
-        sc.setns(netns_fd, sc.CLONE_NEWNET)
+        sc.setns(netns_fd, NAMESPACE_FLAGS["network"])
         with IPRoute() as inside:
             for name, entry in devices.items():
                 _move_one(host, inside, netns_fd, name, entry.get("name") or name)
