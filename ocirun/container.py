@@ -30,12 +30,13 @@ class CreateOptions:
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
-                 preserve_fds: int = 0) -> None:  # fmt: skip
+                 preserve_fds: int = 0, new_keyring: bool = True) -> None:  # fmt: skip
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
+        self.new_keyring = new_keyring
 
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
@@ -103,7 +104,8 @@ class _Builder:
         state_dir_fd = os.open(self.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         plan = Plan(self.config, self.opts.bundle, self.rootfs, state_dir_fd, self.opts.no_pivot,
                     self.opts.preserve_fds, console_fd, self._cgroup_sources(),
-                    self.hook_state(CREATING), self.lock_fd)  # fmt: skip
+                    self.hook_state(CREATING), self.lock_fd,
+                    new_keyring=self.opts.new_keyring)  # fmt: skip
         channel = Channel()
         try:
             stage1 = fork_stage1(plan, channel)

@@ -29,7 +29,8 @@ class Plan:
 
     def __init__(self, config: dict, bundle: str, rootfs: str, state_dir_fd: int,
                  no_pivot: bool, preserve_fds: int, console_fd: int = -1,
-                 cgroup_sources=None, hook_state=None, lock_fd: int = -1) -> None:  # fmt: skip
+                 cgroup_sources=None, hook_state=None, lock_fd: int = -1,
+                 new_keyring: bool = True) -> None:  # fmt: skip
         self.config = config
         self.linux = config.get("linux", {})
         self.process = config["process"]
@@ -44,6 +45,7 @@ class Plan:
         self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (stage 1)
         self.umask = os.umask(0)  # the caller's, kept when process.user.umask is not given
         os.umask(self.umask)
+        self.new_keyring = new_keyring  # a session keyring of its own (runc's "_ses.<id>")
         self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
         self.namespaces = {ns["type"]: ns.get("path") for ns in self.linux.get("namespaces", [])}
 
@@ -112,6 +114,8 @@ def _wants_idmap(config: dict) -> bool:
 def stage2(plan: Plan, channel: Channel) -> None:
     channel.receive()  # the parent knows our pid
     os.setsid()
+    if plan.new_keyring:
+        _join_new_session_keyring(f"_ses.{plan.hook_state['id']}")
     os.umask(0)
     ns = plan.namespaces
     if "network" in ns and ns["network"] is None:
@@ -162,6 +166,15 @@ def stage2(plan: Plan, channel: Channel) -> None:
 
     wait_for_start(plan)
     execute(plan, program)
+
+
+def _join_new_session_keyring(name: str) -> None:
+    """Keys the container adds stay its own; a kernel without keyrings is no error (as runc)."""
+    try:
+        sc.join_session_keyring(name)
+    except OSError as exc:
+        if exc.errno != 38:  # ENOSYS
+            raise SetupError(f"cannot create the session keyring {name}: {exc.strerror}") from None
 
 
 def _own_state(plan: Plan, status: str) -> dict:

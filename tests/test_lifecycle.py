@@ -379,3 +379,13 @@ def test_delete_force_clears_a_create_that_was_killed_midway(ocirun, make_bundle
     assert not (ocirun.root / cid).exists()
     ocirun("run", "-b", make_bundle().write(), cid, check=True)
     assert ocirun("delete", "--force", "../x").returncode == 1  # an invalid id is no missing one
+
+
+def test_each_container_gets_its_own_session_keyring(ocirun, make_bundle, cid):
+    """As runc: a session keyring "_ses.<id>" for the init, unless --no-new-keyring."""
+    ocirun("create", "-b", make_bundle(["sleep", "100"]).write(), cid, check=True)
+    ocirun("create", "--no-new-keyring", "-b", make_bundle(["sleep", "100"]).write(),
+           f"{cid}-nk", check=True)  # fmt: skip
+    keys = Path("/proc/keys").read_text()
+    assert f"_ses.{cid}:" in keys or f"_ses.{cid} " in keys
+    assert f"_ses.{cid}-nk" not in keys

@@ -17,7 +17,8 @@ def create_options(opts: dict):
     from ocirun.container import CreateOptions
 
     return CreateOptions(opts["bundle"], opts["pid_file"], opts["console_socket"],
-                         opts["no_pivot"], opts["preserve_fds"])  # fmt: skip
+                         opts["no_pivot"], opts["preserve_fds"],
+                         new_keyring=not opts["no_new_keyring"])  # fmt: skip
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
