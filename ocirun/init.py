@@ -2,7 +2,8 @@
 
     ocirun create ──fork──> stage 1: user namespace, join namespaces by path, unshare the rest
                                └──fork──> stage 2 (the init, PID 1 of a new pid namespace):
-                                          mounts, /dev, [parent: hooks], pivot_root,
+                                          joins its cgroup (cgroups.Entry), mounts, /dev,
+                                          [parent: hooks], pivot_root,
                                           "ready" → blocks on the exec fifo until `ocirun start`
                                           → startContainer hooks, process security, execve
 
@@ -30,7 +31,7 @@ class Plan:
     def __init__(self, config: dict, bundle: str, rootfs: str, state_dir_fd: int,
                  no_pivot: bool, preserve_fds: int, console_fd: int = -1,
                  cgroup_sources=None, hook_state=None, lock_fd: int = -1,
-                 new_keyring: bool = True) -> None:  # fmt: skip
+                 new_keyring: bool = True, cgroup_entry=None) -> None:  # fmt: skip
         self.config = config
         self.linux = config.get("linux", {})
         self.process = config["process"]
@@ -41,6 +42,7 @@ class Plan:
         self.preserve_fds = preserve_fds
         self.console_fd = console_fd
         self.cgroup_sources = cgroup_sources or []
+        self.cgroup_entry = cgroup_entry  # cgroups.Entry: the init joins its cgroup by itself
         self.hook_state = hook_state or {}
         self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (stage 1)
         self.umask = os.umask(0)  # the caller's, kept when process.user.umask is not given
@@ -86,7 +88,7 @@ def stage1(plan: Plan, channel: Channel) -> None:
         channel.send("userns")
         channel.receive()  # the parent has written our uid_map and gid_map
     namespaces.join(fds, ns, only=tuple(fds))
-    sc.unshare(namespaces.unshare_flags(ns, exclude=("user", "cgroup")))
+    sc.unshare(namespaces.unshare_flags(ns, exclude=("user", "cgroup", "pid")))
     if plan.linux.get("timeOffsets"):
         # before the uid change below: that makes us non-dumpable, and /proc/self/* then
         # belongs to the host's root, whose file we could not open any more
@@ -94,10 +96,13 @@ def stage1(plan: Plan, channel: Channel) -> None:
     if "user" in ns:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    pid = os.fork()
+    # a new pid namespace comes with the fork: a failed clone3 into a pid namespace unshared
+    # before would leave it unable to have an init (every later fork there fails, ENOMEM)
+    new_pid_ns = NAMESPACE_FLAGS["pid"] if "pid" in ns and ns["pid"] is None else 0
+    pid, joined = plan.cgroup_entry.fork(new_pid_ns)
     if pid == 0:
         run_child(channel, stage2, plan, channel)
-    channel.send(f"pid {pid}")
+    channel.send(f"pid {pid} {'joined' if joined else 'move'}")
 
 
 def _wants_idmap(config: dict) -> bool:
@@ -112,7 +117,9 @@ def _wants_idmap(config: dict) -> bool:
 
 
 def stage2(plan: Plan, channel: Channel) -> None:
-    channel.receive()  # the parent knows our pid
+    plan.cgroup_entry.join_v1()
+    plan.cgroup_entry.close()
+    channel.receive()  # the parent knows our pid, and we are in every hierarchy's cgroup
     os.setsid()
     if plan.new_keyring:
         _join_new_session_keyring(f"_ses.{plan.hook_state['id']}")

@@ -1,7 +1,8 @@
 """`exec`: start another process in a running container.
 
-    ocirun exec ──fork──> stage 1: not dumpable; joins the init's namespaces (user first, mount
-                  │                last), chroots into its root; [parent: cgroup] → fork
+    ocirun exec ──fork──> stage 1: not dumpable; joins the container's cgroup (cgroups.Entry),
+                  │                the init's namespaces (user first, mount last), chroots into
+                  │                its root → fork
                   │          └──fork──> stage 2 (in the container's pid and time namespaces):
                   │                     setsid, terminal, process security, execve
                   └── reads "pid N", then either "error MSG" or end of file (the execve happened)
@@ -49,29 +50,35 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
 
         filters.check(seccomp)  # loads libseccomp now: the children cannot once in the container
     channel = Channel()
-    stage1 = os.fork()
-    if stage1 == 0:
-        run_child(channel.as_child(), _stage1, container, process, opts, channel)
-    channel.as_parent()
+    entry = container.cgroup().open_entry()
     try:
-        pid = _converse(container, channel, stage1)
+        stage1, joined = entry.fork()
+        if stage1 == 0:
+            run_child(channel.as_child(), _stage1, container, process, opts, channel, entry)
+        channel.as_parent()
+        try:
+            pid = _converse(channel, stage1, None if joined else entry)
+        finally:
+            os.waitpid(stage1, 0)
     finally:
+        entry.close()
         channel.close()
-        os.waitpid(stage1, 0)
     if opts.pid_file:
-        from ocirun.container import write_pid_file
+        from ocirun.create import write_pid_file
 
         write_pid_file(opts.pid_file, pid)
     return pid
 
 
-def _converse(container: Container, channel: Channel, stage1: int) -> int:
-    """Put stage 1 in the container's cgroup, learn stage 2's pid, wait for its execve."""
-    try:
-        container.cgroup().add(stage1)
-    except BaseException:
-        _kill(stage1)
-        raise
+def _converse(channel: Channel, stage1: int, entry) -> int:
+    """Put stage 1 in the container's cgroup2 cgroup (entry: when clone3 could not), learn
+    stage 2's pid, wait for its execve."""
+    if entry:
+        try:
+            entry.move_into_cgroup2(stage1)
+        except BaseException:
+            _kill(stage1)
+            raise
     channel.send("go")
     word, _, rest = channel.receive().partition(" ")
     if word == "error":
@@ -107,9 +114,12 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
+def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Channel,
+            entry) -> None:  # fmt: skip
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # until execve: no ptrace, no /proc access from inside
-    channel.receive()  # the parent has put us in the container's cgroup
+    entry.join_v1()
+    entry.close()
+    channel.receive()  # the parent has put us in the container's cgroup2 cgroup, if it had to
     root = os.open(f"/proc/{container.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     namespaces.join_all_of(container.pid)
     os.fchdir(root)

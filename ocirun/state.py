@@ -87,7 +87,9 @@ class Container:
     def status(self) -> str:
         if not self.init_alive():
             return STOPPED
-        if self.cgroup().is_frozen():
+        from ocirun.cgroups.frozen import is_frozen  # not the whole driver: see that module
+
+        if is_frozen(self.data["freezer"]):
             return PAUSED
         if os.path.exists(self.exec_fifo):
             return CREATED

@@ -10,17 +10,19 @@ import os
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
+_syscall_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall  # for clone3: see fork_into
+_syscall_holding_gil.restype = ctypes.c_long
 
 # syscall numbers of the calls libc may not wrap, per architecture
 _NR = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,
                "ioprio_set": 251, "sched_setattr": 314, "open_tree": 428, "move_mount": 429,
                "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 250,
-               "pidfd_open": 434, "bpf": 321, "set_mempolicy": 238},
+               "pidfd_open": 434, "bpf": 321, "set_mempolicy": 238, "clone3": 435},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
                 "ioprio_set": 30, "sched_setattr": 274, "open_tree": 428, "move_mount": 429,
                 "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 219,
-                "pidfd_open": 434, "bpf": 280, "set_mempolicy": 237},
+                "pidfd_open": 434, "bpf": 280, "set_mempolicy": 237, "clone3": 435},
 }[os.uname().machine]  # fmt: skip
 
 # mount(2) flags
@@ -81,6 +83,20 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_GET_TID_ADDRESS = 40
+
+# clone3(2)
+CLONE_CHILD_CLEARTID = 0x00200000
+CLONE_CHILD_SETTID = 0x01000000
+CLONE_INTO_CGROUP = 0x200000000
+SIGCHLD = 17  # x86_64 and aarch64
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+        "set_tid", "set_tid_size", "cgroup",
+    )]  # fmt: skip
 
 
 def write_file(path: str, text: str) -> None:
@@ -117,6 +133,36 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
 
 def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), "umount", target)
+
+
+def fork_into(cgroup_fd: int, clone_flags: int = 0) -> int:
+    """os.fork(), but the child starts in the cgroup2 cgroup of the directory cgroup_fd (and in
+    the new namespaces of clone_flags).
+
+    clone3(CLONE_INTO_CGROUP) puts the child there as it is born: moving a process afterwards
+    (cgroup.procs) waits for an RCU grace period, ~10 ms here. The rest is what os.fork and
+    glibc's fork do: PyOS_BeforeFork/AfterFork_* around the syscall, made with the GIL held,
+    and the child's thread id written into its thread descriptor (the address the kernel
+    keeps for CLONE_CHILD_CLEARTID, PR_GET_TID_ADDRESS). Raises OSError: ENOSYS before Linux
+    5.7, EACCES or EPERM when the caller may not move processes into that cgroup.
+    """
+    tid_address = ctypes.c_uint64()
+    _check(_libc.prctl(PR_GET_TID_ADDRESS, ctypes.byref(tid_address), 0, 0, 0), "prctl")
+    args = _CloneArgs(
+        flags=CLONE_INTO_CGROUP | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | clone_flags,
+        child_tid=tid_address.value, exit_signal=SIGCHLD, cgroup=cgroup_fd,
+    )  # fmt: skip
+    python = ctypes.pythonapi
+    python.PyOS_BeforeFork()
+    pid = _syscall_holding_gil(_NR["clone3"], ctypes.byref(args), ctypes.sizeof(args))
+    if pid == 0:
+        python.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    python.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return pid
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

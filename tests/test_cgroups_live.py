@@ -64,7 +64,7 @@ class Sandbox:
             stderr=subprocess.PIPE,
         )
         self.processes.append(process)
-        manager.add(process.pid)
+        move(manager, process.pid)
         process.stdin.write(b"x")
         process.stdin.flush()
         return process
@@ -103,6 +103,19 @@ OPEN_NULL_AND_KMSG = (
     "    except OSError as e:\n"
     "        print(path, e.strerror)\n"
 )
+
+
+def move(manager: cgroups.Manager, pid: int) -> None:
+    """Put a running single-threaded process in the cgroup of every hierarchy (the slow way:
+    ocirun's own processes join through Entry.fork and Entry.join_v1)."""
+    entry = manager.open_entry()
+    try:
+        for _, fd in entry.tasks:
+            os.write(fd, str(pid).encode())
+        if entry.cgroup2_fd >= 0:
+            entry.move_into_cgroup2(pid)
+    finally:
+        entry.close()
 
 
 def utime(pid: int) -> int:
@@ -281,6 +294,33 @@ def test_hugetlb_through_cgroup2_on_a_hybrid_host(sandbox):
     with open(f"{unified}/hugetlb.2MB.max") as f:
         assert f.read().strip() == str(2 << 20)
     assert manager.stats()["hugetlb"]["2MB"] == {"failcnt": 0}
+
+
+@needs_v1
+def test_entry_forks_into_every_hierarchy_without_moving(sandbox):
+    """The way in of an init: born in the cgroup2 cgroup, then "0" into each v1 `tasks`."""
+    manager = sandbox.manager("entry")
+    entry = manager.open_entry()
+    read_end, write_end = os.pipe()
+    try:
+        pid, joined = entry.fork()
+        if pid == 0:
+            try:
+                entry.join_v1()
+                with open("/proc/self/cgroup", "rb") as f:
+                    os.write(write_end, f.read())
+            finally:
+                os._exit(0)
+    finally:
+        entry.close()
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        lines = f.read().decode().splitlines()
+    os.waitpid(pid, 0)
+    assert joined  # born in the cgroup2 cgroup (clone3): the parent has nothing to move
+    assert len(lines) == len(HOST.v1) + (1 if HOST.v2 else 0)
+    assert all(line.endswith(f":{PREFIX}/entry") for line in lines), lines
+    assert manager.pids() == []  # the child is gone
 
 
 @needs_cgroup2

@@ -98,9 +98,14 @@ def test_create_enables_controllers_down_the_path(tree, tmp_path):
     assert manager.mount_sources() == [("", manager.dir, "cgroup2")]
 
 
-def test_add(tree):
+def test_entry_moves_a_process(tree):
     manager = tree()
-    manager.add(4242)
+    entry = manager.open_entry()
+    try:
+        assert entry.tasks == []
+        entry.move_into_cgroup2(4242)
+    finally:
+        entry.close()
     assert content(manager, "cgroup.procs") == "4242"
 
 

@@ -1,7 +1,8 @@
 """Control groups: one interface (common.Manager), a driver per hierarchy version.
 
     mgr = cgroups.manager_for(config["linux"].get("cgroupsPath"), container_id)
-    mgr.create(); mgr.add(pid); mgr.apply(config["linux"].get("resources") or {})
+    mgr.create(); mgr.apply(config["linux"].get("resources") or {})
+    entry = mgr.open_entry(); pid, _ = entry.fork(); [child] entry.join_v1() ...
     state["cgroup"] = mgr.path  ...  cgroups.open_existing(state["cgroup"]).freeze()
 
 Drivers: v1/ (legacy hosts, and hybrid hosts, whose cgroup2 hierarchy it drives through v2/

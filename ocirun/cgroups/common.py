@@ -50,6 +50,13 @@ def read_optional(directory: str, name: str) -> str | None:
         raise CgroupError(f"cannot read {path}: {e.strerror}") from None
 
 
+def open_file(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except OSError as e:
+        raise CgroupError(f"cannot open {path}: {e.strerror}") from None
+
+
 def write_errno(directory: str, name: str, value: str) -> int:
     """Write value in one write(2); 0 or the errno, for the callers that retry on some errors."""
     try:
@@ -146,8 +153,8 @@ class Manager:
         """mkdir the cgroup (and its parents) in every hierarchy; idempotent."""
         raise NotImplementedError
 
-    def add(self, pid: int) -> None:
-        """Move pid into the cgroup in every hierarchy."""
+    def open_entry(self) -> "Entry":
+        """The doors through which a process about to be forked joins the cgroup (see Entry)."""
         raise NotImplementedError
 
     def apply(self, resources: dict) -> None:
@@ -173,8 +180,14 @@ class Manager:
     def thaw(self) -> None:
         raise NotImplementedError
 
-    def is_frozen(self) -> bool:
+    def freezer(self) -> str:
+        """Where the cgroup's freeze state is, as state.json keeps it (see cgroups.frozen)."""
         raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        from ocirun.cgroups.frozen import is_frozen
+
+        return is_frozen(self.freezer())
 
     def pids(self) -> list[int]:
         """Every process in the cgroup and its sub-cgroups, sorted."""
@@ -200,6 +213,73 @@ class Manager:
     def mount_sources(self) -> list[tuple[str, str, str]]:
         """(subdirectory under the container's /sys/fs/cgroup, host directory, fstype)."""
         raise NotImplementedError
+
+
+class Entry:
+    """Open files of a cgroup, for a process ocirun forks (an init, an exec) to get in cheaply.
+
+    The kernel makes a move of *another* process wait for an RCU grace period (~10 ms here;
+    runc pays it on every create). Two ways in skip it: in a v1 hierarchy the process writes
+    "0" (the calling thread; ours have only one) to `tasks` itself, and the cgroup2 hierarchy
+    takes a child as it is born, from clone3(CLONE_INTO_CGROUP) (fork()). Where that clone3
+    fails, move_into_cgroup2() is the slow way, for the parent. The files were opened by
+    ocirun as the host's root, and their rights go with them into a user namespace.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[str, int]] = []  # (path, fd) of each v1 hierarchy's tasks file
+        self.cgroup2_dir = ""
+        self.cgroup2_fd = -1
+
+    def open_tasks(self, directory: str) -> None:
+        path = f"{directory}/tasks"
+        self.tasks.append((path, open_file(path, os.O_WRONLY)))
+
+    def open_cgroup2(self, directory: str) -> None:
+        self.cgroup2_dir = directory
+        self.cgroup2_fd = open_file(directory, os.O_DIRECTORY)
+
+    def fork(self, clone_flags: int = 0) -> tuple[int, bool]:
+        """os.fork(), the child born in the cgroup2 cgroup where the host has one, and in the
+        new namespaces of clone_flags; and whether it is in that cgroup (False: the clone3
+        failed, the namespaces were unshared before a plain fork, and move_into_cgroup2() is
+        still to be done)."""
+        from ocirun import syscalls as sc
+
+        if self.cgroup2_fd >= 0:
+            try:
+                return sc.fork_into(self.cgroup2_fd, clone_flags), True
+            except OSError:  # a kernel before 5.7, or a user namespace without rights here
+                pass
+        if clone_flags:
+            sc.unshare(clone_flags)
+        return os.fork(), self.cgroup2_fd < 0
+
+    def join_v1(self) -> None:
+        """Move the calling (single-threaded) process into every v1 hierarchy's cgroup."""
+        for path, fd in self.tasks:
+            try:
+                os.write(fd, b"0")
+            except OSError as e:
+                hint = " (empty cpuset.cpus or cpuset.mems?)" if e.errno == errno.ENOSPC else ""
+                raise CgroupError(f"cannot join {path}: {e.strerror}{hint}") from None
+
+    def move_into_cgroup2(self, pid: int) -> None:
+        """The slow way in, for a process already born."""
+        if err := write_errno(self.cgroup2_dir, "cgroup.procs", str(pid)):
+            error = write_error(self.cgroup2_dir, "cgroup.procs", str(pid), err)
+            if err == errno.EBUSY:  # the v2 "no internal processes" rule
+                error = CgroupError(
+                    f"{error} (controllers are enabled in its cgroup.subtree_control)"
+                )
+            raise error
+
+    def close(self) -> None:
+        for _, fd in self.tasks:
+            os.close(fd)
+        if self.cgroup2_fd >= 0:
+            os.close(self.cgroup2_fd)
+        self.tasks, self.cgroup2_fd = [], -1
 
 
 class OomNotifier:

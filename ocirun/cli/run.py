@@ -17,7 +17,8 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun import syscalls as sc
     from ocirun.cli import one_id
     from ocirun.cli.create import create_options
-    from ocirun.container import create, delete, start
+    from ocirun.container import delete, start
+    from ocirun.create import create
 
     container_id = one_id(args)
     proxy = None

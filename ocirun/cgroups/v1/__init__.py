@@ -5,10 +5,16 @@ that hierarchy drives what lives there: the controllers bound to cgroup2 (hugetl
 development machine) and `unified` keys.
 """
 
-import errno
 import os
 
-from ocirun.cgroups.common import Manager, OomNotifier, asks, mkdirs, warn, write_errno, write_error
+from ocirun.cgroups.common import (
+    Entry,
+    Manager,
+    OomNotifier,
+    asks,
+    mkdirs,
+    warn,
+)
 from ocirun.cgroups.detect import Host
 from ocirun.errors import CgroupError
 
@@ -50,22 +56,17 @@ class V1Manager(Manager):
 
                 cpuset.prepare(hierarchy.mountpoint, directory)
 
-    def add(self, pid: int) -> None:
-        """Move a single-threaded process (ocirun only moves processes it forked) into the cgroup.
-
-        v1 hierarchies take it through `tasks`: a write to cgroup.procs waits for an RCU grace
-        period (~10 ms here, on every idle start) to move a whole thread group; for one thread
-        `tasks` does the same move without that wait.
-        """
-        for directory in self._all_dirs():
-            procs = "cgroup.procs" if directory == self._unified_dir else "tasks"
-            if err := write_errno(directory, procs, str(pid)):
-                error = write_error(directory, procs, str(pid), err)
-                if err == errno.ENOSPC:
-                    error = CgroupError(
-                        f"{error} (empty cpuset.cpus or cpuset.mems: create() first)"
-                    )
-                raise error
+    def open_entry(self) -> Entry:
+        entry = Entry()
+        try:
+            for _, directory in self._hierarchies:
+                entry.open_tasks(directory)
+            if self._unified:
+                entry.open_cgroup2(self._unified_dir)
+        except BaseException:
+            entry.close()
+            raise
+        return entry
 
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
         """In runc's subsystem order; devices None leaves the device rules alone."""
@@ -154,12 +155,10 @@ class V1Manager(Manager):
         else:
             self._v2().thaw()
 
-    def is_frozen(self) -> bool:
+    def freezer(self) -> str:
         if directory := self._dirs.get("freezer"):
-            from ocirun.cgroups.v1 import freezer
-
-            return freezer.is_frozen(directory)
-        return self._v2().is_frozen()
+            return f"1:{directory}"
+        return f"2:{self._unified_dir}" if self._unified else ""
 
     def pids(self) -> list[int]:
         from ocirun.cgroups.tree import tree_pids

@@ -2,7 +2,7 @@
 
 import time
 
-from ocirun.cgroups.common import read, read_optional, write
+from ocirun.cgroups.common import read, write
 from ocirun.errors import CgroupError
 
 
@@ -28,17 +28,3 @@ def freeze(directory: str) -> None:
 
 def thaw(directory: str) -> None:
     write(directory, "freezer.state", "THAWED")
-
-
-def is_frozen(directory: str) -> bool:
-    """Frozen by us, not merely because an ancestor cgroup is frozen (freezer.self_freezing)."""
-    while True:
-        state = read(directory, "freezer.state").strip()
-        if state == "THAWED":
-            return False
-        if state == "FROZEN":
-            self_freezing = read_optional(directory, "freezer.self_freezing")
-            return self_freezing is None or self_freezing.strip() == "1"
-        if state != "FREEZING":
-            raise CgroupError(f"{directory}/freezer.state: unknown state {state!r}")
-        time.sleep(0.001)

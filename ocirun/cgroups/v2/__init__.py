@@ -8,6 +8,7 @@ import errno
 import os
 
 from ocirun.cgroups.common import (
+    Entry,
     Manager,
     OomNotifier,
     asks,
@@ -47,14 +48,10 @@ class V2Manager(Manager):
                 raise CgroupError(f"cannot create {current}: {e.strerror}") from None
         self.parents = max(0, made - 1)  # the levels above the cgroup that were ours
 
-    def add(self, pid: int) -> None:
-        if err := write_errno(self.dir, "cgroup.procs", str(pid)):
-            error = write_error(self.dir, "cgroup.procs", str(pid), err)
-            if err == errno.EBUSY:  # the v2 "no internal processes" rule
-                error = CgroupError(
-                    f"{error} (controllers are enabled in its cgroup.subtree_control)"
-                )
-            raise error
+    def open_entry(self) -> Entry:
+        entry = Entry()
+        entry.open_cgroup2(self.dir)
+        return entry
 
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
         """In runc's fs2 order; `unified` last so that it overrides the converted values."""
@@ -146,10 +143,8 @@ class V2Manager(Manager):
 
         freezer.thaw(self.dir)
 
-    def is_frozen(self) -> bool:
-        from ocirun.cgroups.v2 import freezer
-
-        return freezer.is_frozen(self.dir)
+    def freezer(self) -> str:
+        return f"2:{self.dir}"
 
     def pids(self) -> list[int]:
         from ocirun.cgroups.tree import tree_pids

@@ -11,7 +11,3 @@ def freeze(directory: str) -> None:
 
 def thaw(directory: str) -> None:
     write(directory, "cgroup.freeze", "0")
-
-
-def is_frozen(directory: str) -> bool:
-    return read(directory, "cgroup.freeze").strip() == "1"
