@@ -41,8 +41,8 @@ cat >.venv/bin/ocirun <<EOF
 #!$PWD/.venv/bin/python -S
 import sys
 sys.path.insert(0, "$PWD")
-from ocirun.cli import main
-sys.exit(main())
+from ocirun.cli import entry
+entry()
 EOF
 # byte-compile now: where PYTHONDONTWRITEBYTECODE is set, every command would compile ocirun anew
 .venv/bin/python -m compileall -q ocirun >/dev/null

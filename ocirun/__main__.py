@@ -1,5 +1,3 @@
-import sys
+from ocirun.cli import entry
 
-from ocirun.cli import main
-
-sys.exit(main())
+entry()

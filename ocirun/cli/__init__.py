@@ -5,6 +5,7 @@ Each command module has a docstring (its help line), USAGE, OPTIONS (a list of `
 every short-lived `ocirun` process imports just what its command needs.
 """
 
+import os
 import sys
 
 from ocirun import OCI_VERSION, __version__
@@ -91,6 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line for the caller, never a traceback
         log.error(f"internal error: {type(exc).__name__}: {exc}")
         return 1
+
+
+def entry() -> None:
+    """The `ocirun` executable: main(), then out without finalizing the interpreter.
+
+    Freeing every module and object one by one at exit costs ~3 ms here, a fifth of `state`.
+    Nothing is left to finalize: ocirun writes its files with os.write or closes them, and
+    registers no atexit handler; only the standard streams may hold buffered output.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone, as Python's own exit would find it
+            code = code or 120
+    os._exit(code)
 
 
 def one_id(args: list[str]) -> str:
