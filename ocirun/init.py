@@ -71,7 +71,6 @@ def _wants_idmap(config: dict) -> bool:
 def stage2(plan: Plan, channel: Channel) -> None:
     plan.cgroup_entry.join_v1()
     plan.cgroup_entry.close()
-    channel.receive()  # the parent knows our pid, and we are in every hierarchy's cgroup
     os.setsid()
     if plan.new_keyring:
         _join_new_session_keyring(f"_ses.{plan.hook_state['id']}")
@@ -90,6 +89,9 @@ def stage2(plan: Plan, channel: Channel) -> None:
     )
     for i in range(first_cgroup):
         rootfs.mount(mounts[i], i)
+    # (read this late: the answer is there by now) the parent knows our pid, and has moved us
+    # into the cgroup2 cgroup where stage 1 could not fork us into it
+    channel.receive()
 
     if "cgroup" in ns and ns["cgroup"] is None:
         channel.send("cgroup")  # a cgroup namespace is rooted where we are: wait for our cgroup
@@ -99,8 +101,9 @@ def stage2(plan: Plan, channel: Channel) -> None:
     for i in range(first_cgroup, len(mounts)):
         rootfs.mount(mounts[i], i, plan.cgroup_sources)
     rootfs.setup_dev()
-    channel.send("hooks")  # the parent runs prestart and createRuntime: the mounts are there
-    channel.receive()
+    if _parent_hooks(plan):
+        channel.send("hooks")  # the parent runs prestart and createRuntime: the mounts are there
+        channel.receive()
     hooks.run(plan.config, "createContainer", _own_state(plan, "creating"))
     if plan.config.get("hostname") is not None and "uts" in plan.namespaces:
         sc.sethostname(plan.config["hostname"])
@@ -125,6 +128,13 @@ def stage2(plan: Plan, channel: Channel) -> None:
 
     wait_for_start(plan)
     execute(plan, program)
+
+
+def _parent_hooks(plan: Plan) -> bool:
+    """Whether the parent has work at the "hooks" point (else no round trip for it)."""
+    config = plan.config
+    return bool(hooks.has(config, "prestart") or hooks.has(config, "createRuntime")
+                or plan.linux.get("netDevices"))  # fmt: skip
 
 
 def _join_new_session_keyring(name: str) -> None:
