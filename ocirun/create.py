@@ -24,24 +24,23 @@ class CreateOptions:
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
-                 preserve_fds: int = 0, new_keyring: bool = True,
-                 subreaper: bool = False) -> None:  # fmt: skip
+                 preserve_fds: int = 0, new_keyring: bool = True) -> None:  # fmt: skip
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.new_keyring = new_keyring
-        self.subreaper = subreaper  # `run`: the init re-parents to us, so we can wait for it
 
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
     """Build the container up to where only `start` is missing; return it (and its lock)."""
-    from ocirun import cgroups
+    from ocirun import cgroups, security  # (security loads ctypes: not for start, kill, delete)
 
     check_id(container_id)
     config = cfg.load(opts.bundle)
     cfg.check(config, opts.bundle)
+    security.check(config["process"])
     cgroup = cgroups.manager_for(config.get("linux", {}).get("cgroupsPath"), container_id)
     os.makedirs(root, 0o700, exist_ok=True)
     state_dir = os.path.join(root, container_id)
@@ -89,54 +88,31 @@ class _Builder:
         return state
 
     def build(self, root: str) -> Container:
-        from ocirun.plan import Plan, fork_stage1
+        from ocirun.init import Plan, fork_stage1
 
         os.mkfifo(os.path.join(self.state_dir, EXEC_FIFO), 0o622)
+        self.cgroup.create()
+        self.cgroup_created = True
+        self.cgroup.apply(self.config.get("linux", {}).get("resources") or {})
         console_fd = self._console_fd()
         state_dir_fd = os.open(self.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        entry = self.cgroup.open_entry()
         plan = Plan(self.config, self.opts.bundle, self.rootfs, state_dir_fd, self.opts.no_pivot,
                     self.opts.preserve_fds, console_fd, self._cgroup_sources(),
                     self.hook_state(CREATING), self.lock_fd,
-                    new_keyring=self.opts.new_keyring, cgroup=self.cgroup)  # fmt: skip
+                    new_keyring=self.opts.new_keyring, cgroup_entry=entry)  # fmt: skip
         channel = Channel()
-        stage1 = 0
         try:
-            stage1 = fork_stage1(plan, channel)  # it loads the init's modules meanwhile
+            stage1 = fork_stage1(plan, channel)
             channel.as_parent()
-            self._prepare(plan)
-            channel.send("go")
-            self._converse(channel, stage1)
+            self._converse(channel, stage1, entry)
         finally:
-            channel.close()  # a stage 1 still waiting for "go" reads end of file and exits
-            if stage1:
-                os.waitpid(stage1, 0)
+            channel.close()
+            entry.close()
             os.close(state_dir_fd)
             if console_fd >= 0:
                 os.close(console_fd)
         return self._record(root)
-
-    def _prepare(self, plan) -> None:
-        """The parent's part while stage 1 loads: the checks that need ctypes, the cgroup."""
-        from ocirun import security
-        from ocirun import syscalls as sc
-
-        security.check(self.config["process"])
-        if self.opts.subreaper:
-            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # before stage 1 forks the init and exits
-        self._give_exec_fifo_to_container(plan)
-        self.cgroup.create()
-        self.cgroup_created = True
-        self.cgroup.apply(self.config.get("linux", {}).get("resources") or {})
-
-    def _give_exec_fifo_to_container(self, plan) -> None:
-        """The init may run as a uid of a user namespace: let it write the fifo (as runc does)."""
-        os.chmod(EXEC_FIFO, 0o622, dir_fd=plan.state_dir_fd)
-        if "user" in plan.namespaces:
-            from ocirun import namespaces
-
-            uid = namespaces.host_id(plan.linux.get("uidMappings", []), 0)
-            gid = namespaces.host_id(plan.linux.get("gidMappings", []), 0)
-            os.chown(EXEC_FIFO, uid, gid, dir_fd=plan.state_dir_fd)
 
     def _cgroup_sources(self):
         mounts = self.config.get("mounts", [])
@@ -151,46 +127,41 @@ class _Builder:
 
         return terminal.connect(self.opts.console_socket)
 
-    def _converse(self, channel: Channel, stage1: int) -> None:
+    def _converse(self, channel: Channel, stage1: int, entry) -> None:
         """Answer the children's requests until the init reports ready (or an error)."""
         from ocirun import namespaces
 
         linux = self.config.get("linux", {})
-        while True:
-            word, _, rest = channel.receive().partition(" ")
-            if word == "userns":
-                namespaces.write_id_mappings(stage1, linux)
-                channel.send("go")
-            elif word == "pid":
-                pid, _, joined = rest.partition(" ")
-                self.init_pid = int(pid)
-                channel.send("go")
-                if joined == "move":  # while the init mounts; done before "hooks"
-                    self._move_into_cgroup2(self.init_pid)
-            elif word == "cgroup":  # the init is in its cgroup (moved at "pid")
-                channel.send("go")
-            elif word == "mount":
-                self.host_mounts.append(rest)
-            elif word == "hooks":
-                if linux.get("netDevices"):
-                    from ocirun import netdevices
-
-                    netdevices.move(linux["netDevices"], self.init_pid)
-                hooks.run(self.config, "prestart", self.hook_state(CREATING))
-                hooks.run(self.config, "createRuntime", self.hook_state(CREATING))
-                channel.send("go")
-            elif word == "ready":
-                return
-            elif word == "error":
-                raise SetupError(rest)
-
-    def _move_into_cgroup2(self, pid: int) -> None:
-        """The slow way in, where stage 1 could not fork the init into it (clone3)."""
-        entry = self.cgroup.open_entry()
         try:
-            entry.move_into_cgroup2(pid)
+            while True:
+                word, _, rest = channel.receive().partition(" ")
+                if word == "userns":
+                    namespaces.write_id_mappings(stage1, linux)
+                    channel.send("go")
+                elif word == "pid":
+                    pid, _, joined = rest.partition(" ")
+                    self.init_pid = int(pid)
+                    channel.send("go")
+                    if joined == "move":  # while the init mounts; done before "hooks"
+                        entry.move_into_cgroup2(self.init_pid)
+                elif word == "cgroup":  # the init is in its cgroup (moved at "pid")
+                    channel.send("go")
+                elif word == "mount":
+                    self.host_mounts.append(rest)
+                elif word == "hooks":
+                    if linux.get("netDevices"):
+                        from ocirun import netdevices
+
+                        netdevices.move(linux["netDevices"], self.init_pid)
+                    hooks.run(self.config, "prestart", self.hook_state(CREATING))
+                    hooks.run(self.config, "createRuntime", self.hook_state(CREATING))
+                    channel.send("go")
+                elif word == "ready":
+                    return
+                elif word == "error":
+                    raise SetupError(rest)
         finally:
-            entry.close()
+            os.waitpid(stage1, 0)
 
     def _record(self, root: str) -> Container:
         stat = proc_stat(self.init_pid)

@@ -11,6 +11,7 @@ Stage 1 exits as soon as stage 2 exists, so the init is re-parented to the calle
 (containerd's shim, conmon) rather than staying a child of a short-lived ocirun process.
 """
 
+import gc
 import os
 
 from ocirun import hooks, namespaces, security
@@ -18,16 +19,63 @@ from ocirun import syscalls as sc
 from ocirun.channel import Channel, describe, run_child
 from ocirun.config import NAMESPACE_FLAGS
 from ocirun.errors import SetupError
-from ocirun.plan import Plan
 from ocirun.rootfs import Rootfs
-from ocirun.state import EXEC_FIFO
 
+EXEC_FIFO = "exec.fifo"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+class Plan:
+    """Everything the forked stages need, prepared by the parent before forking."""
+
+    def __init__(self, config: dict, bundle: str, rootfs: str, state_dir_fd: int,
+                 no_pivot: bool, preserve_fds: int, console_fd: int = -1,
+                 cgroup_sources=None, hook_state=None, lock_fd: int = -1,
+                 new_keyring: bool = True, cgroup_entry=None) -> None:  # fmt: skip
+        self.config = config
+        self.linux = config.get("linux", {})
+        self.process = config["process"]
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.state_dir_fd = state_dir_fd
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.console_fd = console_fd
+        self.cgroup_sources = cgroup_sources or []
+        self.cgroup_entry = cgroup_entry  # cgroups.Entry: the init joins its cgroup by itself
+        self.hook_state = hook_state or {}
+        self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (stage 1)
+        self.umask = os.umask(0)  # the caller's, kept when process.user.umask is not given
+        os.umask(self.umask)
+        self.new_keyring = new_keyring  # a session keyring of its own (runc's "_ses.<id>")
+        self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
+        self.namespaces = {ns["type"]: ns.get("path") for ns in self.linux.get("namespaces", [])}
+
+
+def fork_stage1(plan: Plan, channel: Channel) -> int:
+    """Fork stage 1 and return its pid (in the parent)."""
+    _give_exec_fifo_to_container(plan)
+    gc.freeze()  # keep the children from dirtying (and being charged for) the parent's objects
+    pid = os.fork()
+    if pid:
+        return pid
+    gc.disable()
+    if plan.lock_fd >= 0:
+        os.close(plan.lock_fd)
+    channel = channel.as_child()
+    run_child(channel, stage1, plan, channel)
+
+
+def _give_exec_fifo_to_container(plan: Plan) -> None:
+    """The init may run as a uid of a user namespace: let it write the fifo (as runc does)."""
+    os.chmod(EXEC_FIFO, 0o622, dir_fd=plan.state_dir_fd)
+    if "user" in plan.namespaces:
+        uid = namespaces.host_id(plan.linux.get("uidMappings", []), 0)
+        gid = namespaces.host_id(plan.linux.get("gidMappings", []), 0)
+        os.chown(EXEC_FIFO, uid, gid, dir_fd=plan.state_dir_fd)
+
+
 def stage1(plan: Plan, channel: Channel) -> None:
-    channel.receive()  # the parent has made the cgroup: open the way in while still the host's root
-    plan.cgroup_entry = plan.cgroup.open_entry()
     ns = plan.namespaces
     if _wants_idmap(plan.config):
         from ocirun import idmap

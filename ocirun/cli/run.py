@@ -14,6 +14,7 @@ SIGWINCH = 28
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
+    from ocirun import syscalls as sc
     from ocirun.cli import one_id
     from ocirun.cli.create import create_options
     from ocirun.container import delete, start
@@ -26,10 +27,9 @@ def run(ctx, opts: dict, args: list[str]) -> int:
 
         proxy = Proxy()  # a foreground terminal: we are the console socket's other end
         opts["console_socket"] = proxy.path
-    options = create_options(opts)
-    options.subreaper = True  # the init re-parents to us, so we can wait for it
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init re-parents to us, so we can wait for it
     try:
-        container = create(ctx.root, container_id, options)
+        container = create(ctx.root, container_id, create_options(opts))
     except BaseException:
         if proxy is not None:
             proxy.finish()
