@@ -88,7 +88,7 @@ class _Builder:
         return state
 
     def build(self, root: str) -> Container:
-        from ocirun.init import Plan, fork_stage1
+        from ocirun.init import Plan, fork_init
 
         os.mkfifo(os.path.join(self.state_dir, EXEC_FIFO), 0o622)
         self.cgroup.create()
@@ -103,7 +103,7 @@ class _Builder:
                     new_keyring=self.opts.new_keyring, cgroup_entry=entry)  # fmt: skip
         channel = Channel()
         try:
-            stage1 = fork_stage1(plan, channel)
+            self.init_pid, stage1 = fork_init(plan, channel)
             channel.as_parent()
             self._converse(channel, stage1, entry)
         finally:
@@ -161,7 +161,8 @@ class _Builder:
                 elif word == "error":
                     raise SetupError(rest)
         finally:
-            os.waitpid(stage1, 0)
+            if stage1:  # (a directly forked init is left alone: it is the container)
+                os.waitpid(stage1, 0)
 
     def _record(self, root: str) -> Container:
         stat = proc_stat(self.init_pid)

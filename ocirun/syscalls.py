@@ -136,8 +136,8 @@ def umount(target: str, flags: int = 0) -> None:
 
 
 def fork_into(cgroup_fd: int, clone_flags: int = 0) -> int:
-    """os.fork(), but the child starts in the cgroup2 cgroup of the directory cgroup_fd (and in
-    the new namespaces of clone_flags).
+    """os.fork(), but the child starts in the cgroup2 cgroup of the directory cgroup_fd (-1:
+    the caller's) and in the new namespaces of clone_flags.
 
     clone3(CLONE_INTO_CGROUP) puts the child there as it is born: moving a process afterwards
     (cgroup.procs) waits for an RCU grace period, ~10 ms here. The rest is what os.fork and
@@ -149,8 +149,9 @@ def fork_into(cgroup_fd: int, clone_flags: int = 0) -> int:
     tid_address = ctypes.c_uint64()
     _check(_libc.prctl(PR_GET_TID_ADDRESS, ctypes.byref(tid_address), 0, 0, 0), "prctl")
     args = _CloneArgs(
-        flags=CLONE_INTO_CGROUP | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | clone_flags,
-        child_tid=tid_address.value, exit_signal=SIGCHLD, cgroup=cgroup_fd,
+        flags=CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | clone_flags
+              | (CLONE_INTO_CGROUP if cgroup_fd >= 0 else 0),
+        child_tid=tid_address.value, exit_signal=SIGCHLD, cgroup=max(cgroup_fd, 0),
     )  # fmt: skip
     python = ctypes.pythonapi
     python.PyOS_BeforeFork()

@@ -140,3 +140,22 @@ def test_time_offsets_without_a_time_namespace_are_refused(ocirun, make_bundle, 
     bundle = make_bundle()
     bundle.config["linux"]["timeOffsets"] = {"monotonic": {"secs": 1}}
     assert "time namespace" in create_fails(ocirun, bundle, cid)
+
+
+@pytest.mark.parametrize(
+    "namespaces, extra, direct",
+    [
+        ([{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")], {}, True),
+        ([{"type": "mount"}], {}, True),
+        ([{"type": "pid"}, {"type": "network", "path": "/proc/1/ns/net"}], {}, False),
+        ([{"type": "pid"}, {"type": "user"}], {}, False),
+        ([{"type": "pid"}, {"type": "time"}], {}, False),
+        ([{"type": "mount"}], {"mounts": [{"destination": "/x", "options": ["idmap"]}]}, False),
+    ],
+)
+def test_which_configs_get_their_init_from_one_clone3(namespaces, extra, direct):
+    """Stage 1 is skipped only where one clone3 can make every namespace (init.fork_init)."""
+    from ocirun.init import Plan, _can_fork_directly
+
+    config = {"process": {}, "linux": {"namespaces": namespaces}, **extra}
+    assert _can_fork_directly(Plan(config, "/b", "/b/rootfs", -1, False, 0)) == direct
