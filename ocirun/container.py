@@ -68,13 +68,19 @@ def remove_state_dir(state_dir: str) -> None:
 
 def start(root: str, container_id: str) -> Container:
     lock, container = locked(root, container_id)
+    start_locked(container, lock)
+    return container
+
+
+def start_locked(container: Container, lock: Lock) -> None:
+    """start, for a caller holding the container's lock (`run`, straight from create), which
+    this releases before the poststart hooks."""
     with lock:
         status = container.status()
         if status != CREATED:
-            raise InvalidState(f"cannot start a container that is {status}: {container_id}")
+            raise InvalidState(f"cannot start a container that is {status}: {container.id}")
         _release_init(container)
     _poststart(container)
-    return container
 
 
 def _release_init(container: Container) -> None:

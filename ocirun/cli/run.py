@@ -17,7 +17,7 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun import syscalls as sc
     from ocirun.cli import one_id
     from ocirun.cli.create import create_options
-    from ocirun.container import delete, start
+    from ocirun.container import delete, start_locked
     from ocirun.create import create
 
     container_id = one_id(args)
@@ -29,7 +29,7 @@ def run(ctx, opts: dict, args: list[str]) -> int:
         opts["console_socket"] = proxy.path
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init re-parents to us, so we can wait for it
     try:
-        container = create(ctx.root, container_id, create_options(opts))
+        container, lock = create(ctx.root, container_id, create_options(opts), keep_lock=True)
     except BaseException:
         if proxy is not None:
             proxy.finish()
@@ -38,8 +38,9 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     try:
         if proxy is not None:
             proxy.receive()
-        start(ctx.root, container_id)
+        start_locked(container, lock)  # still create's lock: nothing to load again
     except BaseException:
+        lock.release()
         if proxy is not None:
             proxy.finish()
         delete(ctx.root, container_id, force=True)
