@@ -10,6 +10,10 @@ import os
 from ocirun.errors import OcirunError, SetupError
 
 
+class ParentGone(Exception):
+    """A child read end of file: the parent gave up, and reports why itself."""
+
+
 class Channel:
     """Both pipes; after fork each side keeps only the ends it uses."""
 
@@ -40,6 +44,8 @@ class Channel:
         while b"\n" not in self._buffer:
             chunk = os.read(fd, 4096)
             if not chunk:
+                if fd == self.down_r:
+                    raise ParentGone
                 raise SetupError("container init exited during setup")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
@@ -59,6 +65,8 @@ def run_child(channel: Channel, function, *args) -> None:
     try:
         function(*args)
         code = 0
+    except ParentGone:
+        pass  # no second error line for the caller: the parent has its own
     except BaseException as exc:  # a bug too: report it, never fall back into the parent's code
         report(channel, describe(exc))
     finally:
