@@ -66,7 +66,10 @@ def test_memory_limit_kills_a_large_allocation(ocirun, make_bundle, cid):
     bundle = make_bundle(["sh", "-c", "head -c 100000000 /dev/zero | tail -n 2; echo status=$?"])
     bundle.config["linux"]["resources"]["memory"] = {"limit": 32 << 20, "swap": 32 << 20}
     result = ocirun("run", "-b", bundle.write(), cid)
-    assert result.stdout.split()[-1] == "status=137"  # tail was OOM-killed (SIGKILL)
+    # tail is OOM-killed (SIGKILL); now and then the kernel kills the shell too, before tail's
+    # memory is reaped (runc: 3 runs in 30 here), and then `run` itself reports the SIGKILL
+    killed_tail = result.stdout.split()[-1:] == ["status=137"]
+    assert killed_tail or (result.returncode == 137 and not result.stdout.strip()), result
 
 
 def test_kill_all_leaves_no_process(ocirun, make_bundle, cid):
