@@ -143,8 +143,8 @@ def _wants_idmap(config: dict) -> bool:
 
 
 def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
-    plan.cgroup_entry.join_v1()
-    plan.cgroup_entry.close()
+    entry = plan.cgroup_entry
+    entry.join_v1()  # all but memory, which waits for the end of the setup (see cgroups.Entry)
     os.setsid()
     if plan.new_keyring:
         _join_new_session_keyring(f"_ses.{plan.hook_state['id']}")
@@ -169,6 +169,7 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
         channel.receive()
 
     if "cgroup" in ns and ns["cgroup"] is None:
+        entry.join_memory()  # a cgroup namespace is rooted where we are in every hierarchy
         channel.send("cgroup")  # a cgroup namespace is rooted where we are: wait for our cgroup
         channel.receive()
         sc.unshare(NAMESPACE_FLAGS["cgroup"])
@@ -198,6 +199,8 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     program = find_program(plan.process)
     security.apply_rlimits(plan.process)
     security.apply_memory_policy(plan.linux)
+    entry.join_memory()
+    entry.close()
     channel.send("ready")
     channel.close()
 

@@ -118,6 +118,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
             entry) -> None:  # fmt: skip
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # until execve: no ptrace, no /proc access from inside
     entry.join_v1()
+    entry.join_memory()
     entry.close()
     channel.receive()  # the parent has put us in the container's cgroup2 cgroup, if it had to
     root = os.open(f"/proc/{container.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -107,10 +107,10 @@ OPEN_NULL_AND_KMSG = (
 
 def move(manager: cgroups.Manager, pid: int) -> None:
     """Put a running single-threaded process in the cgroup of every hierarchy (the slow way:
-    ocirun's own processes join through Entry.fork and Entry.join_v1)."""
+    ocirun's own processes join through Entry.fork, Entry.join_v1 and Entry.join_memory)."""
     entry = manager.open_entry()
     try:
-        for _, fd in entry.tasks:
+        for _, fd in [*entry.tasks, *entry.memory_tasks]:
             os.write(fd, str(pid).encode())
         if entry.cgroup2_fd >= 0:
             entry.move_into_cgroup2(pid)
@@ -307,6 +307,7 @@ def test_entry_forks_into_every_hierarchy_without_moving(sandbox):
         if pid == 0:
             try:
                 entry.join_v1()
+                entry.join_memory()
                 with open("/proc/self/cgroup", "rb") as f:
                     os.write(write_end, f.read())
             finally:

@@ -2,7 +2,7 @@
 
     mgr = cgroups.manager_for(config["linux"].get("cgroupsPath"), container_id)
     mgr.create(); mgr.apply(config["linux"].get("resources") or {})
-    entry = mgr.open_entry(); pid, _ = entry.fork(); [child] entry.join_v1() ...
+    entry = mgr.open_entry(); pid, _ = entry.fork(); [child] entry.join_v1(), join_memory()
     state["cgroup"] = mgr.path  ...  cgroups.open_existing(state["cgroup"]).freeze()
 
 Drivers: v1/ (legacy hosts, and hybrid hosts, whose cgroup2 hierarchy it drives through v2/

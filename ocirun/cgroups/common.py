@@ -224,16 +224,22 @@ class Entry:
     takes a child as it is born, from clone3(CLONE_INTO_CGROUP) (fork()). Where that clone3
     fails, move_into_cgroup2() is the slow way, for the parent. The files were opened by
     ocirun as the host's root, and their rights go with them into a user namespace.
+
+    A v1 memory cgroup is joined apart (join_memory): v1 leaves a page charged where it was
+    first charged, so an init that joins at the end of its setup leaves the ~700 KiB of
+    copy-on-write pages its Python setup dirties with ocirun's cgroup, and a container limited
+    to 1 MiB can still run (runc's init needs ~2 MiB here).
     """
 
     def __init__(self) -> None:
         self.tasks: list[tuple[str, int]] = []  # (path, fd) of each v1 hierarchy's tasks file
+        self.memory_tasks: list[tuple[str, int]] = []  # the v1 memory hierarchy's, apart
         self.cgroup2_dir = ""
         self.cgroup2_fd = -1
 
-    def open_tasks(self, directory: str) -> None:
+    def open_tasks(self, directory: str, memory: bool = False) -> None:
         path = f"{directory}/tasks"
-        self.tasks.append((path, open_file(path, os.O_WRONLY)))
+        (self.memory_tasks if memory else self.tasks).append((path, open_file(path, os.O_WRONLY)))
 
     def open_cgroup2(self, directory: str) -> None:
         self.cgroup2_dir = directory
@@ -256,13 +262,13 @@ class Entry:
         return os.fork(), self.cgroup2_fd < 0
 
     def join_v1(self) -> None:
-        """Move the calling (single-threaded) process into every v1 hierarchy's cgroup."""
-        for path, fd in self.tasks:
-            try:
-                os.write(fd, b"0")
-            except OSError as e:
-                hint = " (empty cpuset.cpus or cpuset.mems?)" if e.errno == errno.ENOSPC else ""
-                raise CgroupError(f"cannot join {path}: {e.strerror}{hint}") from None
+        """Move the calling (single-threaded) process into every v1 hierarchy's cgroup but
+        the memory one's."""
+        _join(self.tasks)
+
+    def join_memory(self) -> None:
+        """Then into the v1 memory cgroup (if the host has one), and close that file."""
+        _join(self.memory_tasks)
 
     def move_into_cgroup2(self, pid: int) -> None:
         """The slow way in, for a process already born."""
@@ -275,11 +281,20 @@ class Entry:
             raise error
 
     def close(self) -> None:
-        for _, fd in self.tasks:
+        for _, fd in [*self.tasks, *self.memory_tasks]:
             os.close(fd)
         if self.cgroup2_fd >= 0:
             os.close(self.cgroup2_fd)
-        self.tasks, self.cgroup2_fd = [], -1
+        self.tasks, self.memory_tasks, self.cgroup2_fd = [], [], -1
+
+
+def _join(tasks: list[tuple[str, int]]) -> None:
+    for path, fd in tasks:
+        try:
+            os.write(fd, b"0")
+        except OSError as e:
+            hint = " (empty cpuset.cpus or cpuset.mems?)" if e.errno == errno.ENOSPC else ""
+            raise CgroupError(f"cannot join {path}: {e.strerror}{hint}") from None
 
 
 class OomNotifier:

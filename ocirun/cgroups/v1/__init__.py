@@ -59,8 +59,8 @@ class V1Manager(Manager):
     def open_entry(self) -> Entry:
         entry = Entry()
         try:
-            for _, directory in self._hierarchies:
-                entry.open_tasks(directory)
+            for hierarchy, directory in self._hierarchies:
+                entry.open_tasks(directory, memory="memory" in hierarchy.controllers)
             if self._unified:
                 entry.open_cgroup2(self._unified_dir)
         except BaseException:
