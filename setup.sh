@@ -40,7 +40,7 @@ fi
 cat >.venv/bin/ocirun <<EOF
 #!$PWD/.venv/bin/python -S
 import sys
-sys.path.insert(0, "$PWD")
+sys.path[0] = "$PWD"  # instead of the launcher's own directory, where nothing is to be found
 from ocirun.cli import entry
 entry()
 EOF
