@@ -1,7 +1,6 @@
 """Process security applied by the init before exec: rlimits, user, capabilities, ..."""
 
 import os
-import resource
 
 from ocirun import syscalls as sc
 from ocirun.errors import ConfigError, SetupError
@@ -90,8 +89,8 @@ def check(process: dict, prefix: str = "process") -> None:
 def apply_rlimits(process: dict) -> None:
     for rlimit in process.get("rlimits", []):
         try:
-            resource.setrlimit(RLIMITS[rlimit["type"]], (rlimit["soft"], rlimit["hard"]))
-        except (ValueError, OSError) as exc:
+            sc.setrlimit(RLIMITS[rlimit["type"]], rlimit["soft"], rlimit["hard"])
+        except OSError as exc:
             raise SetupError(
                 f"process.rlimits: cannot set {rlimit['type']} to soft {rlimit['soft']}, "
                 f"hard {rlimit['hard']}: {exc}"

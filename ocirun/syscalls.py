@@ -193,6 +193,16 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(option, *args), "prctl")
 
 
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit(2) on ourselves (the resource module is one more shared library to load)."""
+    limit = _Rlimit(soft, hard)
+    _check(_libc.prlimit(0, resource, ctypes.byref(limit), None), "prlimit")
+
+
 def personality(persona: int) -> None:
     _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
 
