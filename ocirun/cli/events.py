@@ -46,12 +46,14 @@ def run(ctx, opts: dict, args: list[str]) -> int:
 def _stream(container_id: str, cgroup, interval: float) -> None:
     """Statistics every interval, OOM kills as the kernel reports them, until the cgroup goes
     away (v1: it is removed; v2: no process is left in it), as runc's events does."""
+    import gc
     import select
     import time
 
     from ocirun.errors import CgroupError
     from ocirun.log import log
 
+    gc.enable()  # (off for the setup, see cli.entry) this loop runs until it is stopped
     notifier = cgroup.oom_notifier()
     try:
         poller = select.poll()

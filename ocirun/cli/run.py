@@ -101,6 +101,9 @@ def _send(pid: int, signum: int) -> None:
 
 def wait_with_terminal(pid: int, proxy, forwarder: Forwarder) -> int:
     """wait_for, copying between the pty and our terminal meanwhile when there is a proxy."""
+    import gc
+
+    gc.enable()  # (off for the setup, see cli.entry) a container may run for days
     if proxy is None:
         return wait_for(pid, forwarder)
     proxy.start()
