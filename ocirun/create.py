@@ -5,7 +5,6 @@ import os
 from ocirun import OCI_VERSION, hooks
 from ocirun import config as cfg
 from ocirun.channel import Channel
-from ocirun.container import destroy_cgroup, kill_and_wait, remove_state_dir, unmount_all
 from ocirun.errors import ContainerExists, SetupError
 from ocirun.state import (
     CREATING,
@@ -183,6 +182,8 @@ class _Builder:
 
     def tear_down(self) -> None:
         """Undo a failed create: the init, host mounts, cgroup, state dir; then poststop hooks."""
+        from ocirun.container import destroy_cgroup, kill_and_wait, remove_state_dir, unmount_all
+
         if self.init_pid:
             kill_and_wait(self.init_pid)
         unmount_all(self.host_mounts)
