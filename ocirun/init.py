@@ -169,8 +169,10 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
         channel.receive()
 
     if "cgroup" in ns and ns["cgroup"] is None:
-        entry.join_memory()  # a cgroup namespace is rooted where we are in every hierarchy
-        channel.send("cgroup")  # a cgroup namespace is rooted where we are: wait for our cgroup
+        # a cgroup namespace is rooted where we are in every hierarchy: memory too, and the
+        # parent may still have to move us into the cgroup2 one
+        entry.join_memory()
+        channel.send("cgroup")
         channel.receive()
         sc.unshare(NAMESPACE_FLAGS["cgroup"])
         rootfs.new_cgroupns = True

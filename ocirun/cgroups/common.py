@@ -247,9 +247,10 @@ class Entry:
 
     def fork(self, clone_flags: int = 0) -> tuple[int, bool]:
         """os.fork(), the child born in the cgroup2 cgroup where the host has one, and in the
-        new namespaces of clone_flags; and whether it is in that cgroup (False: the clone3
-        failed, the namespaces were unshared before a plain fork, and move_into_cgroup2() is
-        still to be done)."""
+        new namespaces of clone_flags; and whether it is in that cgroup. False: the clone3
+        failed, the caller itself unshared the namespaces before a plain fork (so only a
+        process that may enter them passes clone_flags: stage 1), and move_into_cgroup2()
+        is still to be done."""
         from ocirun import syscalls as sc
 
         if self.cgroup2_fd >= 0:
@@ -267,7 +268,7 @@ class Entry:
         _join(self.tasks)
 
     def join_memory(self) -> None:
-        """Then into the v1 memory cgroup (if the host has one), and close that file."""
+        """Then into the v1 memory cgroup, if the host has one."""
         _join(self.memory_tasks)
 
     def move_into_cgroup2(self, pid: int) -> None:
