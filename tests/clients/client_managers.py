@@ -21,7 +21,7 @@ import tarfile
 import termios
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -481,6 +481,9 @@ class PodmanStore:
     """podman's private storage, run and temporary directories."""
 
     home: Path
+    # podman makes libpod_parent (and libpod_parent/conmon) and leaves them: ours to remove
+    # when they were not there before
+    made_parent: bool = field(default_factory=lambda: not cgroup_dirs("libpod_parent"))
 
     def argv(self, *args: str) -> list[str]:
         home = self.home
@@ -527,6 +530,8 @@ class PodmanStore:
             remove_cgroup(f"libpod_parent/libpod-{cid}")
             for runtime in RUNTIMES.values():
                 shutil.rmtree(runtime.default_root / cid, ignore_errors=True)
+        if self.made_parent:
+            remove_cgroup("libpod_parent")
 
 
 class Podman(Manager):
