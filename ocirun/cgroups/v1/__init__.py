@@ -7,15 +7,10 @@ development machine) and `unified` keys.
 
 import os
 
-from ocirun.cgroups.common import (
-    Entry,
-    Manager,
-    OomNotifier,
-    asks,
-    mkdirs,
-    warn,
-)
+from ocirun.cgroups.common import asks, mkdirs, warn
 from ocirun.cgroups.detect import Host
+from ocirun.cgroups.entry import Entry
+from ocirun.cgroups.manager import Manager, OomNotifier
 from ocirun.errors import CgroupError
 
 

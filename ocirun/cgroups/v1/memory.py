@@ -4,7 +4,6 @@ import errno
 import os
 
 from ocirun.cgroups.common import (
-    OomNotifier,
     key_values,
     parse_uint,
     read,
@@ -14,6 +13,7 @@ from ocirun.cgroups.common import (
     write_errno,
     write_error,
 )
+from ocirun.cgroups.manager import OomNotifier
 from ocirun.cgroups.stats import memory_entry
 from ocirun.errors import CgroupError
 

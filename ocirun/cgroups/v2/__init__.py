@@ -7,16 +7,9 @@ tree shaped like a cgroup2 mount.
 import errno
 import os
 
-from ocirun.cgroups.common import (
-    Entry,
-    Manager,
-    OomNotifier,
-    asks,
-    read,
-    warn,
-    write_errno,
-    write_error,
-)
+from ocirun.cgroups.common import asks, read, warn, write_errno, write_error
+from ocirun.cgroups.entry import Entry
+from ocirun.cgroups.manager import Manager, OomNotifier
 from ocirun.errors import CgroupError
 
 

@@ -5,7 +5,6 @@ import os
 
 from ocirun.cgroups.common import (
     UINT64_MAX,
-    OomNotifier,
     key_values,
     num,
     parse_uint,
@@ -17,6 +16,7 @@ from ocirun.cgroups.common import (
     write_error,
 )
 from ocirun.cgroups.convert import memory_swap_to_v2
+from ocirun.cgroups.manager import OomNotifier
 from ocirun.cgroups.stats import memory_entry
 from ocirun.errors import CgroupError
 

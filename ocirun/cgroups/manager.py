@@ -1,0 +1,97 @@
+"""The one interface both drivers implement (v1/, v2/): a container's cgroup."""
+
+from ocirun.cgroups.common import warn
+from ocirun.cgroups.entry import Entry
+
+
+class Manager:
+    """One container's cgroup, in every hierarchy the host has. See the package docstring."""
+
+    location: str  # where the cgroup is: mgr.path without the ";parents=" part
+    parents = 0  # levels above the cgroup that create() made, for destroy() to remove again
+
+    @property
+    def path(self) -> str:
+        """What open_existing() takes back: the location, and the parents create() made."""
+        return f"{self.location};parents={self.parents}" if self.parents else self.location
+
+    def create(self) -> None:
+        """mkdir the cgroup (and its parents) in every hierarchy; idempotent."""
+        raise NotImplementedError
+
+    def open_entry(self) -> Entry:
+        """The doors through which a process about to be forked joins the cgroup (see Entry)."""
+        raise NotImplementedError
+
+    def apply(self, resources: dict) -> None:
+        """Write linux.resources at create, runc's default device rules appended."""
+        from ocirun.cgroups.devices import DEFAULT_RULES
+
+        self.write_resources(resources, [*(resources.get("devices") or []), *DEFAULT_RULES])
+
+    def update(self, resources: dict) -> None:
+        """Change limits live (`ocirun update`); device rules stay as they are, as in runc."""
+        if "devices" in resources:
+            warn("update: device rules are not updated (as in runc)")
+        self.write_resources(resources, None)
+
+    def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
+        """What apply and update share: devices None leaves the device rules alone."""
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        """Freeze every process and return once the kernel reports the cgroup frozen."""
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def freezer(self) -> str:
+        """Where the cgroup's freeze state is, as state.json keeps it (see cgroups.frozen)."""
+        raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        from ocirun.cgroups.frozen import is_frozen
+
+        return is_frozen(self.freezer())
+
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and its sub-cgroups, sorted."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup (cgroup.kill where the kernel has it)."""
+        raise NotImplementedError
+
+    def stats(self) -> dict:
+        """The "data" object of runc's `events --stats` (runc 1.1 field names)."""
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        """rmdir the cgroup in every hierarchy, deepest first, then the parents create() made
+        while they are empty; missing directories are fine."""
+        raise NotImplementedError
+
+    def oom_notifier(self) -> "OomNotifier":
+        """Something to poll() for the container's OOM kills."""
+        raise NotImplementedError
+
+    def mount_sources(self) -> list[tuple[str, str, str]]:
+        """(subdirectory under the container's /sys/fs/cgroup, host directory, fstype)."""
+        raise NotImplementedError
+
+
+class OomNotifier:
+    """poll() its fileno() for poll_events, then call read(): the number of OOM kills since
+    the last read, or None once the cgroup is gone (or, on v2, has no process left)."""
+
+    poll_events: int
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def read(self) -> int | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError

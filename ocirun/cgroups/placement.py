@@ -1,0 +1,122 @@
+"""Where a container's cgroup goes, as runc 1.1 with its cgroupfs driver decides
+(libcontainer/specconv createCgroupConfig, cgroups/fs/paths.go, cgroups/fs2/defaultpath.go;
+verified in its source):
+
+- cgroupsPath is first cleaned lexically (runc utils.CleanPath): "a//b/../c" is "a/c", and a
+  relative path cannot climb out of where it is joined ("../../x" is "x").
+- Absolute, "/a/b": that path below the root of every hierarchy (/sys/fs/cgroup/memory/a/b...,
+  /sys/fs/cgroup/a/b on a unified host), whatever cgroup the runtime itself is in.
+- Relative, "a/b": on v1, below the runtime's own cgroup in each hierarchy (/proc/self/cgroup;
+  runc GetOwnCgroupPath), so the path can differ between hierarchies; the cgroup2 hierarchy of
+  a hybrid host gets "/a/b" (runc's hybrid own path is the mount point). On a unified host,
+  below the *parent* of the runtime's own cgroup (a cgroup with processes in it cannot enable
+  controllers for children).
+- Absent: runc does not use "/<id>": it sets Name=<id> with an empty Path, which is the
+  relative path "<id>", placed as above.
+- "slice:prefix:name" (systemd form): CgroupError, there is no systemd driver.
+- A path that resolves to a hierarchy root, or to the runtime's own cgroup ("/", "."), is
+  refused: destroy() would try to remove it.
+
+mgr.path is the resolved cgroup path ("/ocirun/abc"). When a relative path resolves differently
+in some hierarchies, they follow after ";" by hierarchy name:
+"/abc;memory=/process_api/x/abc". After create(), ";parents=N" says that create() also made
+the N levels above the cgroup, which destroy() removes again when they are empty (the spec's
+delete removes what create made; runc 1.1 leaves them). That string is what open_existing()
+takes back.
+"""
+
+import os
+
+from ocirun.cgroups import detect
+from ocirun.cgroups.manager import Manager
+from ocirun.errors import CgroupError
+
+
+def manager_for(cgroups_path: str | None, container_id: str) -> Manager:
+    """The manager of a new container's cgroup. Reads /proc/self/mountinfo (and, for a
+    relative path, /proc/self/cgroup); creates and writes nothing."""
+    if cgroups_path and not cgroups_path.startswith("/") and cgroups_path.count(":") == 2:
+        raise CgroupError(
+            f"cgroupsPath {cgroups_path!r} is in the systemd form slice:prefix:name, "
+            "but ocirun has no systemd cgroup driver: give a cgroupfs path like /parent/name"
+        )
+    inner = clean_path(cgroups_path or container_id)
+    if inner in ("/", "."):
+        raise CgroupError(
+            f"cgroupsPath {cgroups_path!r} names a hierarchy root or ocirun's own cgroup"
+        )
+    host = detect.host()
+    absolute = inner.startswith("/")
+    own = {} if absolute else detect.own_cgroups()
+    if host.mode == "unified":
+        from ocirun.cgroups.v2 import V2Manager
+
+        hierarchy = host.v2
+        path = (
+            inner if absolute else _below(hierarchy, os.path.dirname(_own(own, hierarchy)), inner)
+        )
+        return V2Manager(hierarchy.mountpoint, path)
+    paths = {}
+    for hierarchy in host.v1:
+        paths[hierarchy.name] = (
+            inner if absolute else _below(hierarchy, _own(own, hierarchy), inner)
+        )
+    if host.v2:
+        paths[host.v2.name] = inner if absolute else "/" + inner
+    return _v1(host, paths)
+
+
+def open_existing(path: str) -> Manager:
+    """The manager of an existing container's cgroup, from mgr.path as stored at create."""
+    host = detect.host()
+    common, _, rest = path.partition(";")
+    items = dict(item.split("=", 1) for item in rest.split(";") if item)
+    parents = int(items.pop("parents", 0))
+    if host.mode == "unified":
+        from ocirun.cgroups.v2 import V2Manager
+
+        manager: Manager = V2Manager(host.v2.mountpoint, common)
+    else:
+        hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
+        manager = _v1(host, {h.name: items.get(h.name, common) for h in hierarchies})
+    manager.parents = parents
+    return manager
+
+
+def clean_path(path: str) -> str:
+    """runc's utils.CleanPath: lexical cleaning; a relative path stays below its base."""
+    if not path:
+        return ""
+    if path.startswith("/"):
+        return os.path.normpath("/" + path.lstrip("/"))
+    return os.path.relpath(os.path.normpath("/" + path), "/")
+
+
+def _own(own: dict[frozenset[str], str], hierarchy: detect.Hierarchy) -> str:
+    try:
+        return own[hierarchy.controllers]
+    except KeyError:
+        raise CgroupError(
+            f"/proc/self/cgroup has no line for the hierarchy at {hierarchy.mountpoint}"
+        ) from None
+
+
+def _below(hierarchy: detect.Hierarchy, own: str, inner: str) -> str:
+    """inner joined below the runtime's own cgroup, as a path from the hierarchy's mount point
+    (inside a container the mount shows a subtree: own paths start with its root)."""
+    full = os.path.normpath("/" + f"{own}/{inner}".lstrip("/"))  # normpath keeps a leading //
+    root = hierarchy.root
+    if root != "/" and (full == root or full.startswith(root + "/")):
+        full = full[len(root) :] or "/"
+    return full
+
+
+def _v1(host: detect.Host, paths: dict[str, str]) -> Manager:
+    from ocirun.cgroups.v1 import V1Manager
+
+    counts: dict[str, int] = {}
+    for value in paths.values():
+        counts[value] = counts.get(value, 0) + 1
+    common = max(counts, key=counts.__getitem__)
+    exceptions = [f"{name}={value}" for name, value in paths.items() if value != common]
+    return V1Manager(host, paths, ";".join([common, *exceptions]))
