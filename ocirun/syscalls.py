@@ -144,7 +144,8 @@ def fork_into(cgroup_fd: int, clone_flags: int = 0) -> int:
     glibc's fork do: PyOS_BeforeFork/AfterFork_* around the syscall, made with the GIL held,
     and the child's thread id written into its thread descriptor (the address the kernel
     keeps for CLONE_CHILD_CLEARTID, PR_GET_TID_ADDRESS). Raises OSError: ENOSYS before Linux
-    5.7, EACCES or EPERM when the caller may not move processes into that cgroup.
+    5.3, E2BIG or EINVAL before 5.7 (no CLONE_INTO_CGROUP), EACCES or EPERM when the caller
+    may not move processes into that cgroup.
     """
     tid_address = ctypes.c_uint64()
     _check(_libc.prctl(PR_GET_TID_ADDRESS, ctypes.byref(tid_address), 0, 0, 0), "prctl")
