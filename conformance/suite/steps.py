@@ -169,26 +169,28 @@ def op_state(run: CaseRun, step: Step) -> None:
     result = simple_call(run, step, ["state", *container_id(run, step, slot)])
     if result.rc != 0:
         return
-    try:
-        state = json.loads(result.stdout)
-    except ValueError:
-        raise StepFailure(step, "the state as JSON", short(result.stdout)) from None
-    errors = schema_errors(run.session.spec_dir, "state-schema.json", state)
-    if errors:
-        raise StepFailure(step, "a state that follows state-schema.json", "; ".join(errors))
-    check(step, lambda: check_value(run.render(step.args.get("expect") or {}), state, ""))
+    check_document(run, step, result.stdout, "state-schema.json",
+                   "the state as JSON", "a state that follows state-schema.json")  # fmt: skip
 
 
 def op_features(run: CaseRun, step: Step) -> None:
     result = simple_call(run, step, ["features"])
+    check_document(run, step, result.stdout, "features-schema.json",
+                   "features as JSON", "features that follow features-schema.json")  # fmt: skip
+
+
+def check_document(run: CaseRun, step: Step, text: str, schema: str, as_json: str,
+                   follows_schema: str) -> None:  # fmt: skip
+    """A runtime's JSON output: it parses, follows the spec's schema, and has what the step
+    expects (as_json and follows_schema say what was wanted when it does not)."""
     try:
-        features = json.loads(result.stdout)
+        document = json.loads(text)
     except ValueError:
-        raise StepFailure(step, "features as JSON", short(result.stdout)) from None
-    errors = schema_errors(run.session.spec_dir, "features-schema.json", features)
+        raise StepFailure(step, as_json, short(text)) from None
+    errors = schema_errors(run.session.spec_dir, schema, document)
     if errors:
-        raise StepFailure(step, "features that follow features-schema.json", "; ".join(errors))
-    check(step, lambda: check_value(run.render(step.args.get("expect") or {}), features, ""))
+        raise StepFailure(step, follows_schema, "; ".join(errors))
+    check(step, lambda: check_value(run.render(step.args.get("expect") or {}), document, ""))
 
 
 def op_run(run: CaseRun, step: Step) -> None:
