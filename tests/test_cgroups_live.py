@@ -123,6 +123,18 @@ def utime(pid: int) -> int:
         return int(f.read().rpartition(")")[2].split()[11])
 
 
+def assert_still_while_frozen_then_thaw(manager: cgroups.Manager, spinner) -> int:
+    """A frozen cgroup: the manager says so and the spinner gets no CPU; then thaw it and
+    return the spinner's CPU time while it was frozen."""
+    assert manager.is_frozen()
+    before = utime(spinner.pid)
+    time.sleep(0.3)
+    assert utime(spinner.pid) == before
+    manager.thaw()
+    assert not manager.is_frozen()
+    return before
+
+
 def wait_output(process: subprocess.Popen, timeout: float = 30) -> str:
     out, _ = process.communicate(timeout=timeout)
     return out.decode()
@@ -183,12 +195,7 @@ def test_freeze_and_thaw(sandbox):
     spinner = sandbox.spawn(manager, "while True: pass")
     time.sleep(0.1)
     manager.freeze()
-    assert manager.is_frozen()
-    before = utime(spinner.pid)
-    time.sleep(0.3)
-    assert utime(spinner.pid) == before
-    manager.thaw()
-    assert not manager.is_frozen()
+    before = assert_still_while_frozen_then_thaw(manager, spinner)
     time.sleep(0.3)
     assert utime(spinner.pid) > before
 
@@ -332,12 +339,7 @@ def test_cgroup2_join_freeze_kill(sandbox):
     manager.freeze()
     with open(f"{manager.dir}/cgroup.events") as f:
         assert "frozen 1" in f.read()
-    assert manager.is_frozen()
-    before = utime(spinner.pid)
-    time.sleep(0.3)
-    assert utime(spinner.pid) == before
-    manager.thaw()
-    assert not manager.is_frozen()
+    assert_still_while_frozen_then_thaw(manager, spinner)
     manager.kill()  # cgroup.kill
     assert spinner.wait(timeout=10) == -9
 
