@@ -14,7 +14,7 @@ OPTIONS = [
 
 
 def create_options(opts: dict):
-    from ocirun.create import CreateOptions
+    from ocirun.process.builder import CreateOptions
 
     return CreateOptions(opts["bundle"], opts["pid_file"], opts["console_socket"],
                          opts["no_pivot"], opts["preserve_fds"],
@@ -23,7 +23,7 @@ def create_options(opts: dict):
 
 def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.cli import one_id
-    from ocirun.create import create
+    from ocirun.process.builder import create
 
     create(ctx.root, one_id(args), create_options(opts))
     return 0

@@ -54,8 +54,8 @@ def execute(container, process: dict, opts: dict, console_fd: int | None, proxy)
     """Start the process; without --detach wait for it (through the pty proxy with a tty)."""
     import os
 
-    from ocirun import process_exec
     from ocirun.cli.run import Forwarder, wait_with_terminal
+    from ocirun.process import exec as process_exec
 
     if proxy is not None:
         from ocirun import terminal

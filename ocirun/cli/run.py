@@ -18,7 +18,7 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.cli import one_id
     from ocirun.cli.create import create_options
     from ocirun.container import delete, start_locked
-    from ocirun.create import create
+    from ocirun.process.builder import create
 
     container_id = one_id(args)
     proxy = None

@@ -15,9 +15,9 @@ import os
 
 from ocirun import namespaces, security
 from ocirun import syscalls as sc
-from ocirun.channel import Channel, run_child
 from ocirun.errors import InvalidState, SetupError
-from ocirun.init import environment, find_program, home_directory
+from ocirun.process.init import environment, find_program, home_directory
+from ocirun.process.protocol import Channel, run_child
 from ocirun.state import PAUSED, STOPPED, Container
 
 
@@ -64,7 +64,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
         entry.close()
         channel.close()
     if opts.pid_file:
-        from ocirun.create import write_pid_file
+        from ocirun.process.builder import write_pid_file
 
         write_pid_file(opts.pid_file, pid)
     return pid

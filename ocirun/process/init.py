@@ -19,9 +19,9 @@ import os
 
 from ocirun import hooks, namespaces, security
 from ocirun import syscalls as sc
-from ocirun.channel import Channel, describe, run_child
 from ocirun.config import NAMESPACE_FLAGS
 from ocirun.errors import SetupError
+from ocirun.process.protocol import Channel, describe, run_child
 from ocirun.rootfs import Rootfs
 
 EXEC_FIFO = "exec.fifo"
@@ -104,9 +104,10 @@ def _give_exec_fifo_to_container(plan: Plan) -> None:
 def stage1(plan: Plan, channel: Channel) -> None:
     ns = plan.namespaces
     if _wants_idmap(plan.config):
-        from ocirun import idmap
+        from ocirun import idmapped_mounts
 
-        plan.idmap_trees = idmap.prepare(plan.config, plan.bundle)  # still the host's root here
+        # (still the host's root here)
+        plan.idmap_trees = idmapped_mounts.prepare(plan.config, plan.bundle)
     fds = namespaces.open_paths(ns)
     namespaces.join(fds, ns, only=("user",))
     if "user" in ns and ns["user"] is None:

@@ -4,8 +4,8 @@ import os
 
 from ocirun import OCI_VERSION, hooks
 from ocirun import config as cfg
-from ocirun.channel import Channel
 from ocirun.errors import ContainerExists, SetupError
+from ocirun.process.protocol import Channel
 from ocirun.state import (
     CREATING,
     EXEC_FIFO,
@@ -87,7 +87,7 @@ class _Builder:
         return state
 
     def build(self, root: str) -> Container:
-        from ocirun.init import Plan, fork_init
+        from ocirun.process.init import Plan, fork_init
 
         os.mkfifo(os.path.join(self.state_dir, EXEC_FIFO), 0o622)
         self.cgroup.create()
