@@ -6,12 +6,6 @@ from ocirun import jsonio
 from ocirun.errors import ConfigError
 from ocirun.log import log
 
-# the clone(2) flag of each namespace type: the one table (kept here, free of ctypes)
-NAMESPACE_FLAGS = {
-    "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
-    "uts": 0x04000000, "user": 0x10000000, "cgroup": 0x02000000, "time": 0x00000080,
-}  # fmt: skip
-
 
 def load(bundle: str) -> dict:
     """Read and parse <bundle>/config.json."""
@@ -24,9 +18,33 @@ def load(bundle: str) -> dict:
         raise ConfigError(f"config.json: cannot read: {exc}") from None
 
 
-def namespaces(config: dict) -> dict[str, str | None]:
-    """linux.namespaces as {type: path or None (new)}."""
-    return {ns["type"]: ns.get("path") for ns in config.get("linux", {}).get("namespaces", [])}
+class Config:
+    """A view over config.json's dict: the parts that several steps read, looked up once."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.linux: dict = data.get("linux") or {}
+        # linux.namespaces as {type: path, or None for a new one}
+        self.namespaces = {ns["type"]: ns.get("path") for ns in self.linux.get("namespaces", [])}
+
+    @property
+    def process(self) -> dict:
+        return self.data["process"]
+
+    @property
+    def mounts(self) -> list[dict]:
+        return self.data.get("mounts", [])
+
+    @property
+    def annotations(self) -> dict:
+        return self.data.get("annotations") or {}
+
+    def new_namespace(self, ns_type: str) -> bool:
+        """Whether the container gets a new namespace of this type (not one joined by path)."""
+        return ns_type in self.namespaces and self.namespaces[ns_type] is None
+
+    def wants_cgroup_mount(self) -> bool:
+        return any(m.get("type") in ("cgroup", "cgroup2") for m in self.mounts)
 
 
 def rootfs_path(config: dict, bundle: str) -> str:
@@ -42,7 +60,7 @@ def check(config: dict, bundle: str) -> None:
     _check_root(config, bundle)
     _check_process(config.get("process"))
     _check_mounts(config)
-    _check_linux(config)
+    _check_linux(Config(config))
     _check_hooks(config.get("hooks") or {})
     _check_annotations(config.get("annotations") or {})
 
@@ -134,16 +152,15 @@ def _valid_interface_name(name: str) -> bool:
     return not any(c in "/:" or c.isspace() for c in name)
 
 
-def _check_linux(config: dict) -> None:
-    linux = config.get("linux", {})
+def _check_linux(spec: Config) -> None:
+    config, linux, ns = spec.data, spec.linux, spec.namespaces
     seen = set()
-    for i, ns in enumerate(linux.get("namespaces", [])):
-        if ns["type"] in seen:
-            raise ConfigError(f"config.json: linux.namespaces[{i}]: duplicate {ns['type']!r}")
-        seen.add(ns["type"])
-    ns = namespaces(config)
+    for i, entry in enumerate(linux.get("namespaces", [])):
+        if entry["type"] in seen:
+            raise ConfigError(f"config.json: linux.namespaces[{i}]: duplicate {entry['type']!r}")
+        seen.add(entry["type"])
     has_mappings = bool(linux.get("uidMappings") or linux.get("gidMappings"))
-    if "user" in ns and ns["user"] is None:
+    if spec.new_namespace("user"):
         if not linux.get("uidMappings") or not linux.get("gidMappings"):
             raise ConfigError(
                 "config.json: linux.uidMappings/gidMappings: required with a new user namespace"

@@ -1,11 +1,16 @@
-"""The container lifecycle after create: start, kill, delete, and the undoing of create."""
+"""The lifecycle's operations, one function each, for the command line and any other caller:
+create, start, kill, pause, resume, update, exec, delete.
+
+They lock the container where runc does, check its status and call on the process stages
+(ocirun/process/), the cgroup driver (ocirun/cgroups/) and the teardown (ocirun/teardown.py).
+`state`, `start` and `kill` import this module: what only other operations need is imported
+inside them.
+"""
 
 import os
-import time
 
 from ocirun import hooks
 from ocirun.errors import InvalidState, OcirunError, SetupError
-from ocirun.log import log
 from ocirun.state import (
     CREATED,
     PAUSED,
@@ -16,54 +21,17 @@ from ocirun.state import (
     Lock,
     check_id,
     locked,
-    proc_stat,
 )  # fmt: skip
 
 
-def kill_and_wait(pid: int, timeout: float = 10.0) -> None:
-    """SIGKILL a process we may not be the parent of, and wait until it is dead."""
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        return
-    try:
-        os.waitpid(pid, 0)
-        return
-    except ChildProcessError:
-        pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stat = proc_stat(pid)
-        if stat is None or stat[0] in "ZX":
-            return
-        time.sleep(0.002)
+def create(root: str, container_id: str, opts, keep_lock: bool = False):
+    """Build the container up to where only `start` is missing (process/builder.py); with
+    keep_lock, return (container, its lock) for a start that follows at once (`run`)."""
+    from ocirun.process.builder import create as build
+
+    return build(root, container_id, opts, keep_lock)
 
 
-def unmount_all(mounts: list[str]) -> None:
-    if not mounts:
-        return
-    from ocirun import syscalls as sc
-
-    for path in reversed(mounts):
-        try:
-            sc.umount(path, sc.MNT_DETACH)
-        except OSError as exc:
-            if exc.errno not in (2, 22):  # gone already, or not a mount point any more
-                log.warning(f"cannot unmount {path}: {exc.strerror}")
-
-
-def destroy_cgroup(cgroup) -> None:
-    try:
-        cgroup.destroy()
-    except OcirunError as exc:
-        log.warning(str(exc))
-
-
-def remove_state_dir(state_dir: str) -> None:
-    """The state dir holds only our own files (never mounts): remove them, then the dir."""
-    for name in os.listdir(state_dir):
-        os.unlink(os.path.join(state_dir, name))
-    os.rmdir(state_dir)
 
 
 def start(root: str, container_id: str) -> Container:
@@ -140,6 +108,127 @@ def _signal(pid: int, signal: int) -> None:
         pass
 
 
+def pause(root: str, container_id: str) -> None:
+    """Freeze every process of the container (its cgroup's freezer)."""
+    lock, container = locked(root, container_id)
+    with lock:
+        status = container.status()
+        if status not in (RUNNING, CREATED):  # runc pauses created containers too
+            raise InvalidState(f"container not running: {container_id} is {status}")
+        container.cgroup().freeze()
+
+
+def resume(root: str, container_id: str) -> None:
+    lock, container = locked(root, container_id)
+    with lock:
+        status = container.status()
+        if status != PAUSED:
+            raise InvalidState(f"container not paused: {container_id} is {status}")
+        container.cgroup().thaw()
+
+
+def update(root: str, container_id: str, resources: dict) -> None:
+    """Change the cgroup's limits, and the stored config with them (as runc does)."""
+    from ocirun.resources import merge
+
+    lock, container = locked(root, container_id)
+    with lock:
+        if container.status() == STOPPED:
+            raise InvalidState(f"container not running: {container_id}")
+        container.cgroup().update(resources)
+        merge(container.config.setdefault("linux", {}).setdefault("resources", {}), resources)
+        container.save()
+
+
+def exec_process(container: Container, process: dict, console_socket: str | None,
+                 detach: bool, pid_file: str | None, preserve_fds: int) -> int:  # fmt: skip
+    """Start process in the running container (process/exec.py). Detached: 0 once it has
+    called execve; else wait for it (a terminal without console socket through a pty proxy)
+    and return its exit status."""
+    from ocirun import syscalls as sc
+    from ocirun.process import exec as process_exec
+    from ocirun.process.foreground import Forwarder, wait_with_terminal
+
+    proxy = console_fd = None
+    if process.get("terminal"):
+        from ocirun import terminal
+
+        if console_socket or detach:
+            console_fd = terminal.connect(console_socket)
+        else:
+            proxy = terminal.Proxy()
+            console_fd = terminal.connect(proxy.path)
+    if not detach:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the process re-parents to us
+    opts = process_exec.ExecOptions(-1 if console_fd is None else console_fd, pid_file,
+                                    preserve_fds)  # fmt: skip
+    forwarder = None if detach else Forwarder(forward_winch=proxy is None)
+    try:
+        pid = process_exec.execute(container, process, opts)
+        if proxy is not None:
+            proxy.receive()
+    except BaseException:
+        if proxy is not None:
+            proxy.finish()
+        raise
+    finally:
+        if console_fd is not None:
+            os.close(console_fd)
+    if forwarder is None:
+        return 0
+    return wait_with_terminal(pid, proxy, forwarder)
+
+
+def run(root: str, container_id: str, opts, detach: bool = False, keep: bool = False) -> int:
+    """create, then start. Detached: 0; else wait for the container's process (a terminal
+    without console socket through a pty proxy), delete the container unless keep, and
+    return the process's exit status."""
+    from ocirun import syscalls as sc
+    from ocirun.process.foreground import Forwarder, wait_with_terminal
+
+    proxy = None
+    if not opts.console_socket and not detach and _wants_terminal(opts.bundle):
+        from ocirun.terminal import Proxy
+
+        proxy = Proxy()  # a foreground terminal: we are the console socket's other end
+        opts.console_socket = proxy.path
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init re-parents to us, so we can wait for it
+    try:
+        container, lock = create(root, container_id, opts, keep_lock=True)
+    except BaseException:
+        if proxy is not None:
+            proxy.finish()
+        raise
+    forwarder = None if detach else Forwarder(forward_winch=proxy is None)
+    try:
+        if proxy is not None:
+            proxy.receive()
+        start_locked(container, lock)  # still create's lock: nothing to load again
+    except BaseException:
+        lock.release()
+        if proxy is not None:
+            proxy.finish()
+        delete(root, container_id, force=True)
+        raise
+    if forwarder is None:
+        return 0
+    status = wait_with_terminal(container.pid, proxy, forwarder)
+    if not keep:
+        delete(root, container_id, force=True)
+    return status
+
+
+def _wants_terminal(bundle: str) -> bool:
+    """Whether the bundle's config asks for a terminal (an unreadable config: create reports)."""
+    from ocirun import config as cfg
+    from ocirun.errors import ConfigError
+
+    try:
+        return bool(cfg.load(bundle).get("process", {}).get("terminal"))
+    except ConfigError:
+        return False
+
+
 def delete(root: str, container_id: str, force: bool = False) -> None:
     try:
         lock, container = locked(root, container_id)
@@ -160,6 +249,8 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 def _remove_unfinished(root: str, container_id: str) -> None:
     """The state dir of a create that was killed before it wrote state.json (under the lock,
     so never one still being created): without it the id could not be used again."""
+    from ocirun.teardown import remove_state_dir
+
     state_dir = os.path.join(root, check_id(container_id))
     try:
         with Lock(state_dir):
@@ -171,6 +262,8 @@ def _remove_unfinished(root: str, container_id: str) -> None:
 
 def destroy(container: Container, status: str) -> None:
     """Step 12 of the lifecycle: undo create; then the poststop hooks (step 13)."""
+    from ocirun.teardown import destroy_cgroup, kill_and_wait, remove_state_dir, unmount_all
+
     cgroup = container.cgroup()
     if status != STOPPED:
         if status == PAUSED:

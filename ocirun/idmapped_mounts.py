@@ -10,19 +10,19 @@ import os
 
 from ocirun import namespaces
 from ocirun import syscalls as sc
-from ocirun.config import NAMESPACE_FLAGS
+from ocirun.config import Config
 from ocirun.errors import ConfigError
 from ocirun.mountopts import MountOptions
 
 
-def prepare(config: dict, bundle: str) -> dict[int, int]:
+def prepare(spec: Config, bundle: str) -> dict[int, int]:
     """{mount index: detached idmapped tree fd} for every mount that asks for an idmap."""
     trees: dict[int, int] = {}
     try:
-        for i, entry in enumerate(config.get("mounts", [])):
+        for i, entry in enumerate(spec.mounts):
             opts = MountOptions(entry.get("options", []))
             if opts.idmap or entry.get("uidMappings") or entry.get("gidMappings"):
-                trees[i] = _tree(config, bundle, entry, opts, i)
+                trees[i] = _tree(spec, bundle, entry, opts, i)
     except BaseException:
         for fd in trees.values():
             os.close(fd)
@@ -30,10 +30,10 @@ def prepare(config: dict, bundle: str) -> dict[int, int]:
     return trees
 
 
-def _tree(config: dict, bundle: str, entry: dict, opts: MountOptions, index: int) -> int:
+def _tree(spec: Config, bundle: str, entry: dict, opts: MountOptions, index: int) -> int:
     if not opts.is_bind and entry.get("type") != "bind":
         raise ConfigError(f"mounts[{index}]: idmapped mounts must be bind mounts")
-    userns_fd = _userns_for(config, entry, index)
+    userns_fd = _userns_for(spec, entry, index)
     try:
         source = os.path.join(bundle, entry.get("source") or "")
         recursive = sc.AT_RECURSIVE if opts.flags & sc.MS_REC else 0
@@ -49,21 +49,19 @@ def _tree(config: dict, bundle: str, entry: dict, opts: MountOptions, index: int
         os.close(userns_fd)
 
 
-def _userns_for(config: dict, entry: dict, index: int) -> int:
+def _userns_for(spec: Config, entry: dict, index: int) -> int:
     """A user namespace fd with the mount's mappings, else those of the container's userns."""
-    linux = config.get("linux", {})
     uid_maps, gid_maps = entry.get("uidMappings"), entry.get("gidMappings")
     if bool(uid_maps) != bool(gid_maps):
         raise ConfigError(f"mounts[{index}]: uidMappings and gidMappings go together")
     if not uid_maps:
-        user_ns = {ns["type"]: ns.get("path") for ns in linux.get("namespaces", [])}
-        if "user" not in user_ns:
+        if "user" not in spec.namespaces:
             raise ConfigError(
                 f"mounts[{index}]: idmap without mappings needs the container's user namespace"
             )
-        if user_ns["user"]:
-            return os.open(user_ns["user"], os.O_RDONLY | os.O_CLOEXEC)
-        uid_maps, gid_maps = linux["uidMappings"], linux["gidMappings"]
+        if spec.namespaces["user"]:
+            return os.open(spec.namespaces["user"], os.O_RDONLY | os.O_CLOEXEC)
+        uid_maps, gid_maps = spec.linux["uidMappings"], spec.linux["gidMappings"]
     return _new_userns(uid_maps, gid_maps)
 
 
@@ -77,7 +75,7 @@ def _new_userns(uid_maps: list[dict], gid_maps: list[dict]) -> int:
         try:
             os.close(ready_r)
             os.close(hold_w)
-            sc.unshare(NAMESPACE_FLAGS["user"])
+            sc.unshare(namespaces.NAMESPACE_FLAGS["user"])
             os.write(ready_w, b"1")
             os.read(hold_r, 1)  # until the parent has the namespace's fd
             code = 0

@@ -8,8 +8,13 @@ time namespace only applies to children, so the init is forked after the unshare
 import os
 
 from ocirun import syscalls as sc
-from ocirun.config import NAMESPACE_FLAGS
 from ocirun.errors import ConfigError, SetupError
+
+# the clone(2) flag of each namespace type: the one table
+NAMESPACE_FLAGS = {
+    "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
+    "uts": 0x04000000, "user": 0x10000000, "cgroup": 0x02000000, "time": 0x00000080,
+}  # fmt: skip
 
 # setns order for joined namespaces: user first, mount last (it changes how paths resolve)
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")

@@ -68,7 +68,7 @@ def _helper(devices: dict[str, dict], init_pid: int, report_fd: int) -> None:
 def _move_all(devices: dict[str, dict], init_pid: int) -> None:
     from ocirun import load_site_packages
     from ocirun import syscalls as sc
-    from ocirun.config import NAMESPACE_FLAGS
+    from ocirun.namespaces import NAMESPACE_FLAGS
 
     load_site_packages()  # pyroute2 lives there; the launcher may have skipped `site`
     from pyroute2 import IPRoute

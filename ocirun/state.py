@@ -119,14 +119,8 @@ class Container:
         return state
 
     def save(self) -> None:
-        """Write state.json atomically: a temporary file renamed over the old one."""
-        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, jsonio.dumps(self.data).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+        """Write state.json (atomically)."""
+        write_atomically(os.path.join(self.dir, STATE_FILE), jsonio.dumps(self.data), 0o600)
 
 
 class Lock:
@@ -167,6 +161,22 @@ def locked(root: str, container_id: str) -> tuple[Lock, Container]:
     except BaseException:
         lock.release()
         raise
+
+
+def write_atomically(path: str, text: str, mode: int) -> None:
+    """A temporary file next to path, renamed over it: readers see the old or the new file."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """--pid-file of create and exec: written atomically, as runc does."""
+    write_atomically(os.path.abspath(path), str(pid), 0o644)
 
 
 def list_ids(root: str) -> list[str]:

@@ -23,7 +23,7 @@ def create_options(opts: dict):
 
 def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.cli import one_id
-    from ocirun.process.builder import create
+    from ocirun.container import create
 
     create(ctx.root, one_id(args), create_options(opts))
     return 0

@@ -25,120 +25,17 @@ OPTIONS = [
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
-    from ocirun import syscalls
+    from ocirun.container import exec_process
     from ocirun.errors import UsageError
+    from ocirun.process import exec_spec
     from ocirun.state import Container
 
     if not args:
         raise UsageError("exec: expects a container id")
     container = Container.load(ctx.root, args[0])
-    process = load_process(opts["process"]) if opts["process"] else process_from_flags(
-        container.config["process"], opts, args[1:]
-    )  # fmt: skip
-    proxy = console_fd = None
-    if process.get("terminal"):
-        if opts["console_socket"] or opts["detach"]:
-            from ocirun import terminal
-
-            console_fd = terminal.connect(opts["console_socket"])
-        else:
-            from ocirun.terminal import Proxy
-
-            proxy = Proxy()
-    if not opts["detach"]:
-        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)  # the process re-parents to us
-    return execute(container, process, opts, console_fd, proxy)
-
-
-def execute(container, process: dict, opts: dict, console_fd: int | None, proxy) -> int:
-    """Start the process; without --detach wait for it (through the pty proxy with a tty)."""
-    import os
-
-    from ocirun.cli.run import Forwarder, wait_with_terminal
-    from ocirun.process import exec as process_exec
-
-    if proxy is not None:
-        from ocirun import terminal
-
-        console_fd = terminal.connect(proxy.path)
-    exec_opts = process_exec.ExecOptions(
-        -1 if console_fd is None else console_fd, opts["pid_file"], opts["preserve_fds"]
-    )
-    forwarder = None if opts["detach"] else Forwarder(forward_winch=proxy is None)
-    try:
-        pid = process_exec.execute(container, process, exec_opts)
-        if proxy is not None:
-            proxy.receive()
-    except BaseException:
-        if proxy is not None:
-            proxy.finish()
-        raise
-    finally:
-        if console_fd is not None:
-            os.close(console_fd)
-    if forwarder is None:
-        return 0
-    return wait_with_terminal(pid, proxy, forwarder)
-
-
-def load_process(path: str) -> dict:
-    """Read and validate a process.json (`--process`)."""
-    from ocirun import jsonio
-    from ocirun.errors import ConfigError
-    from ocirun.schema import validate_process
-
-    try:
-        process = jsonio.load_file(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"process.json: cannot read {path}: {exc}") from None
-    if not isinstance(process, dict):
-        raise ConfigError(f"process.json: {path} does not hold a JSON object")
-    validate_process(process)
-    if not process.get("args"):
-        raise ConfigError("process.json: args: must name at least the program to run")
-    return process
-
-
-def process_from_flags(base: dict, opts: dict, command: list[str]) -> dict:
-    """The container's process with the command line's changes, as runc builds it."""
-    from ocirun.errors import UsageError
-
-    if not command:
-        raise UsageError("exec: expects a command to run (or --process)")
-    process = dict(base, args=command, terminal=opts["tty"])  # changed parts are copied below
-    process.pop("consoleSize", None)
-    if opts["cwd"]:
-        process["cwd"] = opts["cwd"]
-    process["env"] = list(process.get("env") or []) + opts["env"]
-    user = dict(process.get("user") or {"uid": 0, "gid": 0})
-    if opts["user"]:
-        user = parse_user(opts["user"], user)
-    gids = [_number(g, "--additional-gids") for g in opts["additional_gids"]]
-    if gids:
-        user["additionalGids"] = list(user.get("additionalGids", [])) + gids
-    process["user"] = user
-    if opts["no_new_privs"]:
-        process["noNewPrivileges"] = True
-    if opts["cap"]:
-        caps = dict(process.get("capabilities") or {})
-        for field in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-            caps[field] = list(caps.get(field, [])) + opts["cap"]
-        process["capabilities"] = caps
-    return process
-
-
-def parse_user(text: str, current: dict) -> dict:
-    """ "uid" or "uid:gid" (numbers, as runc takes them) over the config's user."""
-    uid, _, gid = text.partition(":")
-    user = dict(current, uid=_number(uid, "--user"))
-    if gid:
-        user["gid"] = _number(gid, "--user")
-    return user
-
-
-def _number(text: str, flag: str) -> int:
-    from ocirun.errors import UsageError
-
-    if not text.isdigit():
-        raise UsageError(f"invalid value {text!r} for {flag}: expects a number")
-    return int(text)
+    if opts["process"]:
+        process = exec_spec.load_process(opts["process"])
+    else:
+        process = exec_spec.process_from_flags(container.config["process"], opts, args[1:])
+    return exec_process(container, process, opts["console_socket"], opts["detach"],
+                        opts["pid_file"], opts["preserve_fds"])  # fmt: skip

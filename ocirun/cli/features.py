@@ -6,9 +6,9 @@ OPTIONS = []
 
 def features() -> dict:
     from ocirun import OCI_VERSION
-    from ocirun.config import NAMESPACE_FLAGS
     from ocirun.mountopts import FLAGS as MOUNT_FLAGS
     from ocirun.mountopts import PROPAGATION, RECURSIVE
+    from ocirun.namespaces import NAMESPACE_FLAGS
     from ocirun.seccomp import ACTIONS as SECCOMP_ACTIONS
     from ocirun.seccomp import ARCHITECTURES, FLAGS, OPERATORS
     from ocirun.security import CAPABILITIES, MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES

@@ -1,11 +1,14 @@
-"""`create`: build a container up to where only `start` is missing (the lifecycle's steps 1-5)."""
+"""The parent side of `create`: its steps up to where only `start` is missing (the lifecycle's
+steps 1-5), the conversation with the stages it forks (process/protocol.py), and the undoing
+of whatever was done when a step fails."""
 
 import os
 
 from ocirun import OCI_VERSION, hooks
 from ocirun import config as cfg
 from ocirun.errors import ContainerExists, SetupError
-from ocirun.process.protocol import Channel
+from ocirun.process import protocol
+from ocirun.process.protocol import HOOKS, MOUNT, PID, READY, USERNS, Channel
 from ocirun.state import (
     CREATING,
     EXEC_FIFO,
@@ -15,6 +18,7 @@ from ocirun.state import (
     check_id,
     proc_stat,
     rfc3339_now,
+    write_pid_file,
 )  # fmt: skip
 
 
@@ -39,8 +43,9 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = 
     check_id(container_id)
     config = cfg.load(opts.bundle)
     cfg.check(config, opts.bundle)
-    security.check(config["process"])
-    cgroup = cgroups.manager_for(config.get("linux", {}).get("cgroupsPath"), container_id)
+    spec = cfg.Config(config)
+    security.check(spec.process)
+    cgroup = cgroups.manager_for(spec.linux.get("cgroupsPath"), container_id)
     os.makedirs(root, 0o700, exist_ok=True)
     state_dir = os.path.join(root, container_id)
     try:
@@ -48,7 +53,7 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = 
     except FileExistsError:
         raise ContainerExists(f"container with id exists: {container_id}") from None
     lock = Lock(state_dir).__enter__()
-    builder = _Builder(container_id, config, opts, state_dir, cgroup, lock.fd)
+    builder = Builder(container_id, spec, opts, state_dir, cgroup, lock.fd)
     try:
         container = builder.build(root)
     except BaseException as exc:
@@ -63,18 +68,19 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = 
     return container
 
 
-class _Builder:
+class Builder:
     """The steps of `create`, and the undoing of whatever of them was done when one fails."""
 
-    def __init__(self, container_id: str, config: dict, opts: CreateOptions, state_dir: str,
-                 cgroup, lock_fd: int) -> None:  # fmt: skip
+    def __init__(self, container_id: str, spec: cfg.Config, opts: CreateOptions,
+                 state_dir: str, cgroup, lock_fd: int) -> None:  # fmt: skip
         self.id = container_id
         self.lock_fd = lock_fd
-        self.config = config
+        self.spec = spec
+        self.config = spec.data  # the dict, as hooks and state.json take it
         self.opts = opts
         self.state_dir = state_dir
         self.cgroup = cgroup
-        self.rootfs = cfg.rootfs_path(config, opts.bundle)
+        self.rootfs = cfg.rootfs_path(spec.data, opts.bundle)
         self.init_pid = 0
         self.host_mounts: list[str] = []
         self.cgroup_created = False
@@ -82,21 +88,22 @@ class _Builder:
     def hook_state(self, status: str) -> dict:
         state = {"ociVersion": OCI_VERSION, "id": self.id, "status": status, "pid": self.init_pid,
                  "bundle": self.opts.bundle}  # fmt: skip
-        if self.config.get("annotations"):
-            state["annotations"] = self.config["annotations"]
+        if self.spec.annotations:
+            state["annotations"] = self.spec.annotations
         return state
 
     def build(self, root: str) -> Container:
-        from ocirun.process.init import Plan, fork_init
+        from ocirun.process.plan import Plan
+        from ocirun.process.stage1 import fork_init
 
         os.mkfifo(os.path.join(self.state_dir, EXEC_FIFO), 0o622)
         self.cgroup.create()
         self.cgroup_created = True
-        self.cgroup.apply(self.config.get("linux", {}).get("resources") or {})
+        self.cgroup.apply(self.spec.linux.get("resources") or {})
         console_fd = self._console_fd()
         state_dir_fd = os.open(self.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         entry = self.cgroup.open_entry()
-        plan = Plan(self.config, self.opts.bundle, self.rootfs, state_dir_fd, self.opts.no_pivot,
+        plan = Plan(self.spec, self.opts.bundle, self.rootfs, state_dir_fd, self.opts.no_pivot,
                     self.opts.preserve_fds, console_fd, self._cgroup_sources(),
                     self.hook_state(CREATING), self.lock_fd,
                     new_keyring=self.opts.new_keyring, cgroup_entry=entry)  # fmt: skip
@@ -114,51 +121,47 @@ class _Builder:
         return self._record(root)
 
     def _cgroup_sources(self):
-        mounts = self.config.get("mounts", [])
-        if any(m.get("type") in ("cgroup", "cgroup2") for m in mounts):
-            return self.cgroup.mount_sources()
-        return []
+        return self.cgroup.mount_sources() if self.spec.wants_cgroup_mount() else []
 
     def _console_fd(self) -> int:
-        if not self.config["process"].get("terminal"):
+        if not self.spec.process.get("terminal"):
             return -1
         from ocirun import terminal
 
         return terminal.connect(self.opts.console_socket)
 
     def _converse(self, channel: Channel, stage1: int, entry) -> None:
-        """Answer the children's requests until the init reports ready (or an error)."""
+        """Answer the children's messages until the init reports READY (ERROR raises)."""
         from ocirun import namespaces
 
-        linux = self.config.get("linux", {})
+        linux = self.spec.linux
+        messages = protocol.Messages(channel, protocol.CREATE_ORDER)
         try:
             while True:
-                word, _, rest = channel.receive().partition(" ")
-                if word == "userns":
+                word, details = messages.next()
+                if word == MOUNT:  # no answer
+                    self.host_mounts.append(details)
+                    continue
+                if word == READY:
+                    return
+                if word == USERNS:
                     namespaces.write_id_mappings(stage1, linux)
-                    channel.send("go")
-                elif word == "pid":
-                    pid, _, joined = rest.partition(" ")
+                elif word == PID:
+                    pid, _, joined = details.partition(" ")
                     self.init_pid = int(pid)
-                    channel.send("go")
-                    if joined == "move":  # while the init mounts; done before "hooks"
+                    if joined == "move":  # while the init mounts; done before its CGROUP
+                        channel.send(protocol.GO)
                         entry.move_into_cgroup2(self.init_pid)
-                elif word == "cgroup":  # the init is in its cgroup (moved at "pid")
-                    channel.send("go")
-                elif word == "mount":
-                    self.host_mounts.append(rest)
-                elif word == "hooks":
+                        continue
+                elif word == HOOKS:
                     if linux.get("netDevices"):
                         from ocirun import netdevices
 
                         netdevices.move(linux["netDevices"], self.init_pid)
                     hooks.run(self.config, "prestart", self.hook_state(CREATING))
                     hooks.run(self.config, "createRuntime", self.hook_state(CREATING))
-                    channel.send("go")
-                elif word == "ready":
-                    return
-                elif word == "error":
-                    raise SetupError(rest)
+                # (CGROUP: nothing to do, the init is in its cgroup2 cgroup since PID)
+                channel.send(protocol.GO)
         finally:
             if stage1:  # (a directly forked init is left alone: it is the container)
                 os.waitpid(stage1, 0)
@@ -182,7 +185,7 @@ class _Builder:
 
     def tear_down(self) -> None:
         """Undo a failed create: the init, host mounts, cgroup, state dir; then poststop hooks."""
-        from ocirun.container import destroy_cgroup, kill_and_wait, remove_state_dir, unmount_all
+        from ocirun.teardown import destroy_cgroup, kill_and_wait, remove_state_dir, unmount_all
 
         if self.init_pid:
             kill_and_wait(self.init_pid)
@@ -192,14 +195,3 @@ class _Builder:
         remove_state_dir(self.state_dir)
         hooks.run_all_logged(self.config, "poststop", self.hook_state(STOPPED))
 
-
-def write_pid_file(path: str, pid: int) -> None:
-    """Write the pid atomically (a temporary file renamed into place), as runc does."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)

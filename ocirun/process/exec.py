@@ -15,10 +15,11 @@ import os
 
 from ocirun import namespaces, security
 from ocirun import syscalls as sc
+from ocirun.config import Config
 from ocirun.errors import InvalidState, SetupError
-from ocirun.process.init import environment, find_program, home_directory
-from ocirun.process.protocol import Channel, run_child
-from ocirun.state import PAUSED, STOPPED, Container
+from ocirun.process import program
+from ocirun.process.protocol import EXEC_ORDER, GO, PID, Channel, Messages, run_child
+from ocirun.state import PAUSED, STOPPED, Container, write_pid_file
 
 
 class ExecOptions:
@@ -44,7 +45,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     """Start process in the container; return its host pid once it has called execve."""
     check_can_exec(container)
     security.check(process)
-    seccomp = container.config.get("linux", {}).get("seccomp")
+    seccomp = Config(container.config).linux.get("seccomp")
     if seccomp:
         from ocirun import seccomp as filters
 
@@ -64,8 +65,6 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
         entry.close()
         channel.close()
     if opts.pid_file:
-        from ocirun.process.builder import write_pid_file
-
         write_pid_file(opts.pid_file, pid)
     return pid
 
@@ -79,11 +78,9 @@ def _converse(channel: Channel, stage1: int, entry) -> int:
         except BaseException:
             _kill(stage1)
             raise
-    channel.send("go")
-    word, _, rest = channel.receive().partition(" ")
-    if word == "error":
-        raise SetupError(rest)
-    pid = int(rest)
+    channel.send(GO)
+    _, details = Messages(channel, EXEC_ORDER).next()  # PID, or ERROR raises
+    pid = int(details)
     message = _read_to_end(channel)
     if message:
         _reap(pid)
@@ -120,7 +117,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
     entry.join_v1()
     entry.join_memory()
     entry.close()
-    channel.receive()  # the parent has put us in the container's cgroup2 cgroup, if it had to
+    channel.wait_go()  # the parent has put us in the container's cgroup2 cgroup, if it had to
     root = os.open(f"/proc/{container.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     namespaces.join_all_of(container.pid)
     os.fchdir(root)
@@ -129,7 +126,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
     pid = os.fork()
     if pid == 0:
         run_child(channel, _stage2, container, process, opts, channel)
-    channel.send(f"pid {pid}")
+    channel.send(f"{PID} {pid}")
 
 
 def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
@@ -139,11 +136,7 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
 
         terminal.setup_console(opts.console_fd, process.get("consoleSize"), mount_console=False)
     os.chdir(process["cwd"])
-    program = find_program(process)
-    env = environment(process)
-    if "HOME" not in env:
-        env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
+    path = program.find_program(process)
     security.apply_rlimits(process)
     security.write_oom_score_adj(process)
-    security.finish(process, container.config.get("linux", {}), opts.preserve_fds, 0o022)
-    os.execve(program, process["args"], env)
+    program.execute(path, process, Config(container.config).linux, opts.preserve_fds, 0o022)

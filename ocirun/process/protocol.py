@@ -1,13 +1,41 @@
-"""The line protocol between `ocirun create` and the processes it forks to build the container.
+"""The pipes between ocirun and the processes it forks, and the messages they carry.
 
-Two pipes: children → parent carries requests and reports ("userns", "pid N", "hooks", "mount P",
-"ready", "error MSG"); parent → children carries the answers ("go"). A child that dies closes its
-end, so the parent never waits for a message that cannot come.
+Two pipes: children → parent carries requests and reports, parent → children the answers
+(always GO). A message is one line, a word and its details. A child that dies closes its end,
+so the parent never waits for a message that cannot come.
+
+`create` (process/builder.py ↔ process/stage1.py, process/init.py), in this order:
+
+    USERNS "userns"           stage 1 has unshared a user namespace: the parent writes its
+                              uid_map and gid_map (namespaces.write_id_mappings), then GO
+    PID    "pid N joined|move" stage 1 has forked the init N, in its cgroup2 cgroup or not
+                              ("move": the parent moves it there now); GO, read by the init
+    CGROUP "cgroup"           the init is about to unshare its cgroup namespace: GO once the
+                              parent has moved it into its cgroup2 cgroup
+    HOOKS  "hooks"            the mounts are there: the parent moves netDevices and runs the
+                              prestart and createRuntime hooks, then GO
+    READY  "ready"            the init waits on the exec fifo: create is done
+    MOUNT  "mount PATH"       (at any time, no answer) a mount made in the host's namespace,
+                              for delete to undo
+    ERROR  "error MESSAGE"    (at any time) the stage failed; the parent reports MESSAGE
+
+USERNS and PID come only through stage 1, CGROUP only with a new cgroup namespace, HOOKS only
+when the parent has work there. `exec` (process/exec.py): the parent sends GO once stage 1 is
+in the container's cgroup2 cgroup, stage 1 reports PID "pid N", then ERROR or end of file
+(stage 2 reached execve). An unknown message, or one out of this order, is an error.
 """
 
 import os
 
 from ocirun.errors import OcirunError, SetupError
+
+USERNS, PID, CGROUP, HOOKS, READY = "userns", "pid", "cgroup", "hooks", "ready"
+MOUNT, ERROR = "mount", "error"
+GO = "go"
+
+CREATE_ORDER = (USERNS, PID, CGROUP, HOOKS, READY)
+EXEC_ORDER = (PID,)
+_ANY_TIME = (MOUNT, ERROR)
 
 
 class ParentGone(Exception):
@@ -51,12 +79,41 @@ class Channel:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
+    def wait_go(self) -> None:
+        """(child) Block until the parent answers GO."""
+        answer = self.receive()
+        if answer != GO:
+            raise SetupError(f"setup protocol: expected {GO!r} from ocirun, got {answer!r}")
+
     def close(self) -> None:
         for name in ("up_r", "up_w", "down_r", "down_w"):
             fd = getattr(self, name)
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
+
+
+class Messages:
+    """(parent) The children's messages, checked against the documented order."""
+
+    def __init__(self, channel: Channel, order: tuple[str, ...]) -> None:
+        self.channel = channel
+        self.order = order
+        self.last = -1
+
+    def next(self) -> tuple[str, str]:
+        """(word, details) of the next message; ERROR raises SetupError with its message."""
+        word, _, details = self.channel.receive().partition(" ")
+        if word == ERROR:
+            raise SetupError(details)
+        if word not in _ANY_TIME:
+            if word not in self.order:
+                raise SetupError(f"setup protocol: unknown message {word!r}")
+            at = self.order.index(word)
+            if at <= self.last:
+                raise SetupError(f"setup protocol: {word!r} after {self.order[self.last]!r}")
+            self.last = at
+        return word, details
 
 
 def run_child(channel: Channel, function, *args) -> None:
@@ -85,7 +142,7 @@ def describe(exc: BaseException) -> str:
 def report(channel: Channel, message: str) -> None:
     """To the parent while it listens; afterwards (after start) to the process's stderr."""
     try:
-        channel.send(f"error {message}")
+        channel.send(f"{ERROR} {message}")
     except OSError:
         try:
             os.write(2, f"ocirun: {message}\n".encode())
