@@ -2,7 +2,7 @@
 
 `create` calls `move` when the init's namespaces exist, before the prestart hooks. The work is
 done by a forked helper, so that the ocirun process never changes its network namespace and
-never imports pyroute2 (~260 ms, paid only when netDevices is set). The helper opens a netlink
+never imports pyroute2 (slow to import: only when netDevices is set). The helper opens a netlink
 socket in the host's namespace, setns()es into the init's and opens a second socket there (a
 socket keeps the namespace it was opened in). For each device it then checks that the name is
 free in the container (unless it holds `%d`, a template the kernel completes), saves the

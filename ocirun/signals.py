@@ -1,4 +1,4 @@
-"""Signal names and numbers, without the `signal` module (it imports enum: ~6 ms per command)."""
+"""Signal names and numbers, without the `signal` module (it imports enum, on every command)."""
 
 from ocirun.errors import UsageError
 

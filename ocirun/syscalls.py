@@ -140,7 +140,7 @@ def fork_into(cgroup_fd: int, clone_flags: int = 0) -> int:
     the caller's) and in the new namespaces of clone_flags.
 
     clone3(CLONE_INTO_CGROUP) puts the child there as it is born: moving a process afterwards
-    (cgroup.procs) waits for an RCU grace period, ~10 ms here. The rest is what os.fork and
+    (cgroup.procs) waits for an RCU grace period. The rest is what os.fork and
     glibc's fork do: PyOS_BeforeFork/AfterFork_* around the syscall, made with the GIL held,
     and the child's thread id written into its thread descriptor (the address the kernel
     keeps for CLONE_CHILD_CLEARTID, PR_GET_TID_ADDRESS). Raises OSError: ENOSYS before Linux

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import OCIRUN, cgroup_dirs
 
-from ocirun.cli.events import parse_duration
+from ocirun.cli.options import parse_duration
 from ocirun.errors import UsageError
 
 SPIN = ["sh", "-c", "while :; do :; done"]

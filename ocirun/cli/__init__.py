@@ -37,7 +37,6 @@ class Context:
 
     def __init__(self, opts: dict) -> None:
         self.root: str = opts["root"]
-        self.systemd_cgroup: bool = opts["systemd_cgroup"]
 
 
 def version_text() -> str:
@@ -100,9 +99,9 @@ def entry() -> None:
     finalizing the interpreter.
 
     A command's few thousand objects live until it exits: collecting them while it imports
-    cost ~1.5 ms of a `run` here (the commands that may then wait for long, a foreground run
+    would be work for nothing (the commands that may then wait for long, a foreground run
     or exec and `events`, turn the collector back on). Freeing every module and object one by
-    one at exit costs ~3 ms, a fifth of `state`; nothing is left to finalize: ocirun writes
+    one at exit is work for nothing too; and nothing is left to finalize: ocirun writes
     its files with os.write or closes them and registers no atexit handler, so only the
     standard streams may hold buffered output.
     """

@@ -3,6 +3,7 @@
 Flags come as `--flag value`, `--flag=value` or `-f value`; boolean flags take no value (an
 explicit `--flag=true|false` is accepted too). The first word that is not a flag ends the options
 of a command unless the command takes options after its arguments (runc accepts both orders).
+Values that need more than int() are parsed here too: Go durations (`events --interval`).
 """
 
 from ocirun.errors import UsageError
@@ -98,3 +99,28 @@ def usage_lines(options: list[Option]) -> list[str]:
         spell = ", ".join(o.names) + ("" if o.kind is bool else " value")
         lines.append(f"   {spell:<28} {o.help}")
     return lines
+
+
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                  "h": 3600.0}  # fmt: skip
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration ("5s", "1m30s", "250ms", "1.5h") in seconds, as runc's --interval takes."""
+    rest = text.removeprefix("+")
+    sign = -1.0 if rest.startswith("-") else 1.0
+    rest = rest.removeprefix("-")
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise UsageError(f"invalid duration {text!r} (e.g. 5s, 500ms, 1m30s)")
+    total = 0.0
+    while rest:
+        digits = len(rest) - len(rest.lstrip("0123456789."))
+        number, rest = rest[:digits], rest[digits:]
+        letters = len(rest) - len(rest.lstrip("abcdefghijklmnopqrstuvwxyzµμ"))
+        unit, rest = rest[:letters], rest[letters:]
+        if number in ("", ".") or number.count(".") > 1 or unit not in DURATION_UNITS:
+            raise UsageError(f"invalid duration {text!r} (e.g. 5s, 500ms, 1m30s)")
+        total += float(number) * DURATION_UNITS[unit]
+    return sign * total

@@ -1,15 +1,14 @@
 """Validation of config.json, process.json, state and features documents against the OCI
 runtime-spec v1.3.0 schemas vendored in schemas/.
 
-Why not jsonschema on the hot path: importing it takes ~130 ms, and a whole `ocirun create` has
-~15 ms. So documents are first checked by validator.py, a small yes/no interpreter of the part of
-draft-04 that the schemas use. It parses the schema files it needs with ocirun.jsonio and imports
-neither jsonschema nor re, enum or json: patterns.py checks the schemas' few `pattern`s with string
-predicates. Import plus first validation of a config costs ~1.5 ms (~3.5 ms when Python must
-compile the source, as under PYTHONDONTWRITEBYTECODE without .pyc files). Interpreting beats
-generating Python from the schemas: the C JSON scanner parses the ~37 KB of schemas a Linux
-config needs in ~0.4 ms, while compiling a module generated from them takes several ms whenever
-there is no .pyc (~0.5 ms per KB of code here).
+Why not jsonschema on the hot path: importing it costs several times a whole `ocirun create`
+(benchmarks/README.md has the figures). So documents are first checked by validator.py, a small
+yes/no interpreter of the part of draft-04 that the schemas use. It parses the schema files it
+needs with ocirun.jsonio and imports neither jsonschema nor re, enum or json: patterns.py checks
+the schemas' few `pattern`s with string predicates. Interpreting beats generating Python from
+the schemas: the C JSON scanner parses the schemas a Linux config needs faster than Python
+compiles a module generated from them whenever there is no .pyc (as under
+PYTHONDONTWRITEBYTECODE).
 
 Only a document the fast validator rejects pays for jsonschema (explain.py), which stays the
 authority: it words the one-line error, and should it find no error the document is accepted.
