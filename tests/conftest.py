@@ -1,16 +1,20 @@
-"""Fixtures for tests that run real containers: a busybox rootfs, bundles, a private state root."""
+"""Every fixture of the tests: a busybox rootfs, bundles, a private state root, ids.
+
+Tests that need root and real containers carry the `container` marker (pyproject.toml), so that
+`pytest -m "not container"` runs the in-process tests alone, as any user. A test that asks for
+one of the container fixtures below gets the marker here; a module that needs root otherwise
+sets `pytestmark = pytest.mark.container`. (pytest puts this directory on sys.path, so the
+tests import helpers.py directly.)
+"""
 
 import os
+import shutil
 import subprocess
-import sys
+import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import (  # noqa: E402
+from helpers import (
     REPO,
     Bundle,
     Runtime,
@@ -19,6 +23,14 @@ from helpers import (  # noqa: E402
     remove_cgroup_tree,
     unmount_under,
 )  # fmt: skip
+
+CONTAINER_FIXTURES = {"rootfs", "userns_rootfs", "ocirun", "make_bundle"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if CONTAINER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.container)
 
 CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
 
@@ -71,3 +83,14 @@ def make_bundle(tmp_path, rootfs):
 def cid() -> str:
     """A unique container id."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def userns_rootfs(rootfs):
+    """The busybox rootfs where a user namespace's root (host uid 100000) can reach it: pytest's
+    own temp dirs are mode 0700, which no uid but the host's root may traverse."""
+    top = tempfile.mkdtemp(prefix="ocirun-pytest-userns-")
+    os.chmod(top, 0o755)
+    shutil.copytree(rootfs, os.path.join(top, "rootfs"), symlinks=True)
+    yield os.path.join(top, "rootfs")
+    shutil.rmtree(top)

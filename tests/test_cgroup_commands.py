@@ -8,11 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from helpers import OCIRUN, cgroup_dirs
-
-from ocirun.cli.options import parse_duration
-from ocirun.errors import UsageError
 
 SPIN = ["sh", "-c", "while :; do :; done"]
 
@@ -175,20 +171,6 @@ def test_events_refuses_a_stopped_container_and_a_bad_interval(ocirun, make_bund
         time.sleep(0.02)
     result = ocirun("events", "--stats", cid)
     assert result.returncode == 1 and "is not running" in result.stderr
-
-
-@pytest.mark.parametrize(
-    "text, seconds",
-    [("5s", 5), ("250ms", 0.25), ("1m30s", 90), ("1.5h", 5400), ("100us", 1e-4), ("0", 0)],
-)
-def test_go_durations(text, seconds):
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "5", "s", "1x", "1..2s"])
-def test_bad_go_durations(text):
-    with pytest.raises(UsageError):
-        parse_duration(text)
 
 
 def test_update_with_flags_in_both_forms(ocirun, make_bundle, cid):

@@ -19,6 +19,8 @@ from ocirun.cgroups.tree import remove_tree
 from ocirun.cgroups.v2 import V2Manager, bpf
 from ocirun.errors import CgroupError
 
+pytestmark = pytest.mark.container
+
 PREFIX = f"/ocirun-pytest-{os.getpid()}"
 HOST = detect.host()
 V1 = HOST.mode in ("hybrid", "legacy") and os.geteuid() == 0

@@ -334,12 +334,24 @@ def test_kill_signals_by_name_and_number(ocirun, make_bundle, cid):
     assert ocirun("kill", "nothere", "9").returncode == 1
 
 
-def test_kill_default_is_sigterm(ocirun, make_bundle, cid):
-    script = "trap 'exit 0' TERM; sleep 100 & wait"  # PID 1 only dies of signals it handles
-    ocirun("create", "-b", make_bundle(["sh", "-c", script]).write(), cid, check=True)
+def test_kill_default_is_sigterm(ocirun, make_bundle, cid, tmp_path):
+    """The init's TERM trap records the signal: a SIGKILL would leave no record, and PID 1
+    ignores the other signals it has no handler for."""
+    out = tmp_path / "out"
+    out.mkdir()
+    script = "trap 'echo TERM > /out/signal; exit 0' TERM; touch /out/trapped; sleep 100 & wait"
+    bundle = make_bundle(["sh", "-c", script])
+    bundle.config["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind", "rw"]}
+    )
+    ocirun("create", "-b", bundle.write(), cid, check=True)
     ocirun("start", cid, check=True)
+    deadline = time.monotonic() + 10
+    while not (out / "trapped").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the trap is set before the file is made
     ocirun("kill", cid, check=True)
     wait_for_status(ocirun, cid, "stopped")
+    assert (out / "signal").read_text() == "TERM\n"
 
 
 def test_program_starts_with_default_signal_dispositions(ocirun, make_bundle, cid):

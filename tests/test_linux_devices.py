@@ -2,10 +2,7 @@
 
 import os
 
-import test_linux_helpers
-from test_linux_helpers import add_userns, create_fails, run_probe
-
-userns_rootfs = test_linux_helpers.userns_rootfs  # the fixture
+from helpers import add_userns, create_fails, run_probe
 
 
 def test_configured_device_type_numbers_mode_and_owner(ocirun, make_bundle, cid):

@@ -2,7 +2,7 @@
 
 import json
 
-from test_linux_helpers import create_fails, host_mounts
+from helpers import create_fails, host_mounts
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 

@@ -4,8 +4,7 @@ read-only paths, propagation, idmapped mounts, and destinations that try to leav
 import os
 import subprocess
 
-import test_linux_helpers
-from test_linux_helpers import (
+from helpers import (
     USERNS_MAPPING,
     add_userns,
     create_fails,
@@ -13,8 +12,6 @@ from test_linux_helpers import (
     mount_line,
     run_probe,
 )  # fmt: skip
-
-userns_rootfs = test_linux_helpers.userns_rootfs  # the fixture
 
 
 def bind(dest: str, source: str, *options: str) -> dict:

@@ -3,8 +3,7 @@
 import os
 
 import pytest
-import test_linux_helpers
-from test_linux_helpers import (
+from helpers import (
     add_userns,
     create_fails,
     created_pid,
@@ -12,8 +11,6 @@ from test_linux_helpers import (
     run_probe,
     status_field,
 )  # fmt: skip
-
-userns_rootfs = test_linux_helpers.userns_rootfs  # the fixture
 
 
 def test_new_namespaces_differ_from_the_host(ocirun, make_bundle, cid):

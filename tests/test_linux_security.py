@@ -4,7 +4,7 @@ oom_score_adj, HOME, personality, I/O priority, scheduler and CPU affinity."""
 import os
 import subprocess
 
-from test_linux_helpers import create_fails, created_pid, run_probe, status_field
+from helpers import create_fails, created_pid, run_probe, status_field
 
 CAP_KILL, CAP_NET_BIND_SERVICE = 5, 10
 
