@@ -1,5 +1,5 @@
 """The lifecycle's operations, one function each, for the command line and any other caller:
-create, start, kill, pause, resume, update, exec, delete.
+create, run, start, kill, pause, resume, update, exec_process, delete.
 
 They lock the container where runc does, check its status and call on the process stages
 (ocirun/process/), the cgroup driver (ocirun/cgroups/) and the teardown (ocirun/teardown.py).
@@ -30,8 +30,6 @@ def create(root: str, container_id: str, opts, keep_lock: bool = False):
     from ocirun.process.builder import create as build
 
     return build(root, container_id, opts, keep_lock)
-
-
 
 
 def start(root: str, container_id: str) -> Container:

@@ -4,7 +4,7 @@ of whatever was done when a step fails."""
 
 import os
 
-from ocirun import OCI_VERSION, hooks
+from ocirun import OCI_VERSION, cgroups, hooks, security
 from ocirun import config as cfg
 from ocirun.errors import ContainerExists, SetupError
 from ocirun.process import protocol
@@ -38,8 +38,6 @@ class CreateOptions:
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
     """Build the container up to where only `start` is missing; return it (and its lock)."""
-    from ocirun import cgroups, security  # (security loads ctypes: not for start, kill, delete)
-
     check_id(container_id)
     config = cfg.load(opts.bundle)
     cfg.check(config, opts.bundle)
