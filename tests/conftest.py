@@ -20,6 +20,9 @@ from helpers import (  # noqa: E402
     unmount_under,
 )  # fmt: skip
 
+# the user-mode-linux guest: the `guest` fixture and marker (tests/guest/README.md)
+pytest_plugins = ["guest.pytest_plugin"]
+
 CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
 
 
