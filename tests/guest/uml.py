@@ -227,9 +227,14 @@ def _write_guest_files(run_dir: Path, argv, systemd: bool, cwd: str, env: dict) 
             "# the command, with its stdout and stderr on tty1 and tty2 (the host's fds)",
             *(f"export {k}={shlex.quote(v)}" for k, v in exports.items()),
             "stty -F /dev/tty1 raw -echo 2>/dev/null; stty -F /dev/tty2 raw -echo 2>/dev/null",
+            "# through pipes, so that the command does not see a terminal",
+            "mkfifo /run/guest-stdout /run/guest-stderr",
+            "cat /run/guest-stdout >/dev/tty1 & cat /run/guest-stderr >/dev/tty2 &",
             f"cd {shlex.quote(cwd)} || exit 125",
-            f"{shlex.join(argv)} </dev/null >/dev/tty1 2>/dev/tty2",
-            f"echo $? >{RUN_DIR}/status",
+            f"{shlex.join(argv)} </dev/null >/run/guest-stdout 2>/run/guest-stderr",
+            "status=$?",
+            "wait",
+            f"echo $status >{RUN_DIR}/status",
             "sync",
         ]
     )

@@ -134,6 +134,11 @@ class V2Manager(Manager):
     def _available(self) -> list[str]:
         return read(self.root, "cgroup.controllers").split()
 
+    def delegate(self, uid: int, gid: int) -> None:
+        from ocirun.cgroups.delegation import chown_cgroup
+
+        chown_cgroup(self.dir, uid, gid)
+
     def freeze(self) -> None:
         from ocirun.cgroups.v2 import freezer
 
