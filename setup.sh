@@ -4,7 +4,9 @@
 set -eu
 cd "$(dirname "$0")"
 
-packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2 python3-venv"
+# user-mode-linux and gcc (libc6-dev): the cgroup v2 test guest (tests/guest/README.md)
+packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2 python3-venv
+          user-mode-linux gcc libc6-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

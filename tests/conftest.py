@@ -24,13 +24,17 @@ from helpers import (
     unmount_under,
 )  # fmt: skip
 
-CONTAINER_FIXTURES = {"rootfs", "userns_rootfs", "ocirun", "make_bundle"}
+# the user-mode-linux guest: the `guest` fixture and marker (tests/guest/README.md)
+pytest_plugins = ["guest.pytest_plugin"]
+
+CONTAINER_FIXTURES = {"rootfs", "userns_rootfs", "ocirun", "make_bundle", "guest"}
 
 
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if CONTAINER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.container)
+
 
 CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
 

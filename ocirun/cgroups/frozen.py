@@ -30,3 +30,27 @@ def _v1_frozen(directory: str) -> bool:
         if state != "FREEZING":
             raise CgroupError(f"{directory}/freezer.state: unknown state {state!r}")
         time.sleep(0.001)
+
+
+def refuse_frozen(directories: list[tuple[str, str]]) -> None:
+    """create's check, as runc's: a process forked into a frozen cgroup never runs, so create
+    would wait for the container's init forever. directories: ("1" or "2", cgroup directory).
+    Also refuses a cgroup frozen through a frozen ancestor (runc lets that one hang)."""
+    for version, directory in directories:
+        if version == "1":
+            state = read(directory, "freezer.state").strip()
+            if state == "THAWED":
+                continue
+            self_freezing = read_optional(directory, "freezer.self_freezing")
+            why = f"{directory}/freezer.state is {state}"
+            if self_freezing is not None and self_freezing.strip() == "0":
+                why += ", frozen with an ancestor cgroup"
+        elif read(directory, "cgroup.freeze").strip() == "1":
+            why = f"{directory}/cgroup.freeze is 1"
+        elif "frozen 1" in read(directory, "cgroup.events").split("\n"):
+            why = f"{directory} is frozen with an ancestor cgroup (cgroup.events: frozen 1)"
+        else:
+            continue
+        raise CgroupError(
+            f"container's cgroup unexpectedly frozen: {why}; thaw it or choose another cgroupsPath"
+        )

@@ -39,6 +39,9 @@ class Manager:
         """What apply and update share: devices None leaves the device rules alone."""
         raise NotImplementedError
 
+    def delegate(self, uid: int, gid: int) -> None:
+        """Make the cgroup2 cgroup the container root's (see delegation.py); v1: nothing."""
+
     def freeze(self) -> None:
         """Freeze every process and return once the kernel reports the cgroup frozen."""
         raise NotImplementedError

@@ -98,6 +98,9 @@ class Builder:
         self.cgroup.create()
         self.cgroup_created = True
         self.cgroup.apply(self.spec.linux.get("resources") or {})
+        from ocirun.cgroups.delegation import delegate
+
+        delegate(self.cgroup, self.config)
         console_fd = self._console_fd()
         state_dir_fd = os.open(self.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         entry = self.cgroup.open_entry()

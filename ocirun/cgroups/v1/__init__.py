@@ -43,13 +43,33 @@ class V1Manager(Manager):
         return mounts
 
     def create(self) -> None:
-        made = [mkdirs(directory, mountpoint) for mountpoint, directory in self._mounts()]
+        mounts = self._mounts()
+        made = [mkdirs(directory, mountpoint) for mountpoint, directory in mounts]
         self.parents = max(0, min(made) - 1)  # made in every hierarchy: ours to remove
+        self._refuse_frozen(mounts, made)
         for hierarchy, directory in self._hierarchies:
             if "cpuset" in hierarchy.controllers:
                 from ocirun.cgroups.v1 import cpuset
 
                 cpuset.prepare(hierarchy.mountpoint, directory)
+
+    def _refuse_frozen(self, mounts: list[tuple[str, str]], made: list[int]) -> None:
+        """A frozen cgroup (v1 freezer, or the cgroup2 one of a hybrid host) is refused; what
+        create() made is removed again."""
+        from ocirun.cgroups.frozen import refuse_frozen
+        from ocirun.cgroups.tree import remove_parents
+
+        frozen = [("2", self._unified_dir)] if self._unified else []
+        if directory := self._dirs.get("freezer"):
+            frozen.insert(0, ("1", directory))
+        try:
+            refuse_frozen(frozen)
+        except CgroupError:
+            for (_, directory), levels in zip(mounts, made, strict=True):
+                if levels:
+                    os.rmdir(directory)
+                    remove_parents(directory, levels - 1)
+            raise
 
     def open_entry(self) -> Entry:
         entry = Entry()

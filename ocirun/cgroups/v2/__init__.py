@@ -40,6 +40,14 @@ class V2Manager(Manager):
             except OSError as e:
                 raise CgroupError(f"cannot create {current}: {e.strerror}") from None
         self.parents = max(0, made - 1)  # the levels above the cgroup that were ours
+        try:
+            from ocirun.cgroups.frozen import refuse_frozen
+
+            refuse_frozen([("2", self.dir)])
+        except CgroupError:
+            if made:  # frozen with an ancestor: the cgroup is new, and ours to remove
+                self.destroy()
+            raise
 
     def open_entry(self) -> Entry:
         entry = Entry()
@@ -125,6 +133,11 @@ class V2Manager(Manager):
 
     def _available(self) -> list[str]:
         return read(self.root, "cgroup.controllers").split()
+
+    def delegate(self, uid: int, gid: int) -> None:
+        from ocirun.cgroups.delegation import chown_cgroup
+
+        chown_cgroup(self.dir, uid, gid)
 
     def freeze(self) -> None:
         from ocirun.cgroups.v2 import freezer
