@@ -172,25 +172,28 @@ class Connection:
     """One authenticated connection to systemd: its private socket when we may use it (root),
     else the system bus (then with Hello and a match rule for JobRemoved)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "") -> None:
+        """path: a socket to use instead (tests: a bus daemon of their own)."""
         import _socket
 
         address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "")
         candidates = [PRIVATE_SOCKET] if os.geteuid() == 0 else []
         system = address.removeprefix("unix:path=").partition(",")[0] if address else SYSTEM_BUS
         candidates.append(system)
+        if path:
+            candidates = [path]
         self.sock = None
         errors = []
-        for path in candidates:
+        for candidate in candidates:
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
             sock.settimeout(TIMEOUT)
             try:
-                sock.connect(path)
+                sock.connect(candidate)
             except OSError as e:
                 sock.close()
-                errors.append(f"{path}: {e.strerror or e}")
+                errors.append(f"{candidate}: {e.strerror or e}")
                 continue
-            self.sock, self.bus = sock, path != PRIVATE_SOCKET
+            self.sock, self.bus = sock, candidate != PRIVATE_SOCKET
             break
         if self.sock is None:
             raise CgroupError(f"cannot reach systemd over D-Bus ({'; '.join(errors)})")
