@@ -196,7 +196,7 @@ def test_legacy_comounted_hierarchy(fake_host):
 
 def test_systemd_form_is_refused(fake_host):
     fake_host(HYBRID_MOUNTINFO, HYBRID_CGROUP)
-    with pytest.raises(CgroupError, match="no systemd cgroup driver"):
+    with pytest.raises(CgroupError, match="needs --systemd-cgroup"):
         cgroups.manager_for("system.slice:docker:abc", "abc")
 
 

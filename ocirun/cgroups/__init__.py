@@ -7,11 +7,12 @@
 
 Drivers: v1/ (legacy hosts, and hybrid hosts, whose cgroup2 hierarchy it drives through v2/
 for the controllers bound there) and v2/ (unified hosts). The host is detected from
-/proc/self/mountinfo on every call. There is no systemd driver.
+/proc/self/mountinfo on every call. With --systemd-cgroup, systemd/ makes the cgroup a
+transient unit and drives its files through v1/ or v2/ (loaded only for such containers).
 
 Modules: placement (where a container's cgroup goes: runc's cgroupsPath rules), manager (the
 interface), entry (how forked processes get in), frozen (the paused check of `state`), detect
-(the host's hierarchies), common (file access), tree (walking a cgroup), v1/ and v2/.
+(the host's hierarchies), common (file access), tree (walking a cgroup), v1/, v2/ and systemd/.
 """
 
 __all__ = ["Manager", "clean_path", "manager_for", "open_existing"]

@@ -13,7 +13,8 @@ verified in its source):
   controllers for children).
 - Absent: runc does not use "/<id>": it sets Name=<id> with an empty Path, which is the
   relative path "<id>", placed as above.
-- "slice:prefix:name" (systemd form): CgroupError, there is no systemd driver.
+- "slice:prefix:name" (systemd form): CgroupError, as runc's cgroupfs driver; with
+  --systemd-cgroup (systemd=True) the systemd driver (cgroups/systemd/) takes the path instead.
 - A path that resolves to a hierarchy root, or to the runtime's own cgroup ("/", "."), is
   refused: destroy() would try to remove it.
 
@@ -32,13 +33,19 @@ from ocirun.cgroups.manager import Manager
 from ocirun.errors import CgroupError
 
 
-def manager_for(cgroups_path: str | None, container_id: str) -> Manager:
+def manager_for(cgroups_path: str | None, container_id: str, systemd: bool = False,
+                annotations: dict | None = None) -> Manager:  # fmt: skip
     """The manager of a new container's cgroup. Reads /proc/self/mountinfo (and, for a
-    relative path, /proc/self/cgroup); creates and writes nothing."""
+    relative path, /proc/self/cgroup); creates and writes nothing. systemd: the unit of
+    --systemd-cgroup, with the config's annotations (org.systemd.property.*)."""
+    if systemd:
+        from ocirun.cgroups import systemd as systemd_driver
+
+        return systemd_driver.manager_for(cgroups_path, container_id, annotations or {})
     if cgroups_path and not cgroups_path.startswith("/") and cgroups_path.count(":") == 2:
         raise CgroupError(
             f"cgroupsPath {cgroups_path!r} is in the systemd form slice:prefix:name, "
-            "but ocirun has no systemd cgroup driver: give a cgroupfs path like /parent/name"
+            "which needs --systemd-cgroup: give a cgroupfs path like /parent/name without it"
         )
     inner = clean_path(cgroups_path or container_id)
     if inner in ("/", "."):
@@ -72,6 +79,7 @@ def open_existing(path: str) -> Manager:
     common, _, rest = path.partition(";")
     items = dict(item.split("=", 1) for item in rest.split(";") if item)
     parents = int(items.pop("parents", 0))
+    unit = items.pop("unit", "")  # a --systemd-cgroup container's unit
     if host.mode == "unified":
         from ocirun.cgroups.v2 import V2Manager
 
@@ -80,6 +88,10 @@ def open_existing(path: str) -> Manager:
         hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
         manager = _v1(host, {h.name: items.get(h.name, common) for h in hierarchies})
     manager.parents = parents
+    if unit:
+        from ocirun.cgroups.systemd import SystemdManager
+
+        return SystemdManager(manager, unit, host.mode == "unified")
     return manager
 
 

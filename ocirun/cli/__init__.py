@@ -24,7 +24,7 @@ GLOBAL_OPTIONS = [
     opt("--log", help="log file (default: stderr)"),
     opt("--log-format", default="text", help="log format: text or json"),
     opt("--debug", kind=bool, help="enable debug logging"),
-    opt("--systemd-cgroup", kind=bool, help="use systemd cgroups (not supported)"),
+    opt("--systemd-cgroup", kind=bool, help="make cgroups systemd units (slice:prefix:name)"),
     opt("--rootless", help="accepted for runc compatibility; ignored"),
     opt("--criu", help="accepted for runc compatibility; ignored"),
     opt("--version", "-v", kind=bool, help="print the version"),
@@ -37,6 +37,7 @@ class Context:
 
     def __init__(self, opts: dict) -> None:
         self.root: str = opts["root"]
+        self.systemd_cgroup: bool = opts["systemd_cgroup"]  # cgroups as systemd units
 
 
 def version_text() -> str:

@@ -31,7 +31,7 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(NAMESPACE_FLAGS),
             "capabilities": list(CAPABILITIES),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False},
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(set(SECCOMP_ACTIONS) - {"SCMP_ACT_NOTIFY"}),

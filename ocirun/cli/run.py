@@ -15,4 +15,4 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.cli.create import create_options
     from ocirun.container import run
 
-    return run(ctx.root, one_id(args), create_options(opts), opts["detach"], opts["keep"])
+    return run(ctx.root, one_id(args), create_options(opts, ctx), opts["detach"], opts["keep"])

@@ -27,13 +27,15 @@ class CreateOptions:
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
-                 preserve_fds: int = 0, new_keyring: bool = True) -> None:  # fmt: skip
+                 preserve_fds: int = 0, new_keyring: bool = True,
+                 systemd_cgroup: bool = False) -> None:  # fmt: skip
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.new_keyring = new_keyring
+        self.systemd_cgroup = systemd_cgroup  # the global --systemd-cgroup
 
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
@@ -43,7 +45,8 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = 
     cfg.check(config, opts.bundle)
     spec = cfg.Config(config)
     security.check(spec.process)
-    cgroup = cgroups.manager_for(spec.linux.get("cgroupsPath"), container_id)
+    cgroup = cgroups.manager_for(spec.linux.get("cgroupsPath"), container_id,
+                                 opts.systemd_cgroup, spec.annotations)  # fmt: skip
     os.makedirs(root, 0o700, exist_ok=True)
     state_dir = os.path.join(root, container_id)
     try:
