@@ -7,15 +7,12 @@ cgroups go below a cgroup root of this session's own, as kubelet's `--cgroup-roo
 them. The pause image holds one small static C program compiled at test time.
 """
 
-import ctypes
 import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -30,11 +27,11 @@ from client_managers import (
     pids_using,
     remove_cgroup,
     run,
-    run_quietly,
     wait_for,
 )
 from cri_api.v1 import api_pb2 as cri
 from cri_api.v1.api_pb2_grpc import RuntimeServiceStub
+from netns import NetworkNamespace
 
 NAMESPACE = "k8s.io"  # CRI's containerd namespace
 BUSYBOX = "localhost/ocirun-busybox:latest"
@@ -120,7 +117,6 @@ KUBELET_READONLY_PATHS = [
 ]
 CNI_BIN = Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
-CLONE_NEWNET = 0x40000000
 
 
 def cni_config(home: Path) -> dict:
@@ -133,45 +129,6 @@ def cni_config(home: Path) -> dict:
     }
     bridge = {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "ipam": ipam}
     return {"cniVersion": "0.4.0", "name": "ocirun-cri", "plugins": [bridge]}
-
-
-class NetworkNamespace:
-    """A named network namespace (`ip netns`), its loopback up."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.path = Path("/run/netns") / name
-
-    def create(self):
-        run(["ip", "netns", "add", self.name])
-        run(["ip", "-n", self.name, "link", "set", "lo", "up"])
-
-    def argv(self, *argv: str) -> list[str]:
-        """argv in the namespace; unlike `ip netns exec`, keeps the mounts (/sys) as they are."""
-        return ["nsenter", f"--net={self.path}", *argv]
-
-    def delete(self):
-        if self.path.exists():
-            run_quietly(["ip", "netns", "delete", self.name])
-
-    @contextmanager
-    def entered(self):
-        """The calling thread in the namespace (for sockets made meanwhile), then back."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(self.path, os.O_RDONLY)
-        try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns {self.path}")
-            yield
-        finally:
-            libc.setns(own, CLONE_NEWNET)
-            os.close(own)
-            os.close(target)
-
-    def connect(self, host: str, port: int) -> socket.socket:
-        with self.entered():
-            return socket.create_connection((host, port), timeout=TIMEOUT)
 
 
 def build_pause_rootfs(directory: Path) -> Path:

@@ -19,6 +19,7 @@ from client_managers import (
     view_diff,
     wait_for,
 )
+from netns import NetworkNamespace, ask
 
 cri_manager = pytest.importorskip("cri_manager", reason="container-runtime-interface-api missing")
 SKIP_REASON = cri_manager.which_missing()
@@ -28,7 +29,6 @@ from cri_manager import (  # noqa: E402 (after the skip: grpc and the CRI stubs 
     SUBNET,
     CriContainerd,
     Kubelet,
-    NetworkNamespace,
     cri,
     runtime_root,
 )
@@ -155,9 +155,9 @@ def test_containers_share_pod_network_and_ipc(kubelet):
 
     wait_for(lambda: answer() == "hello\n", "the server's answer over the pod's loopback")
     # the pod's address, from the node through the CNI bridge
-    ip = kubelet.call("PodSandboxStatus", cri.PodSandboxStatusRequest(pod_sandbox_id=pod))
-    with kubelet.containerd.netns.connect(ip.status.network.ip, 8080) as connection:
-        assert connection.makefile().readline() == "hello\n"
+    status = kubelet.call("PodSandboxStatus", cri.PodSandboxStatusRequest(pod_sandbox_id=pod))
+    address = status.status.network.ip
+    wait_for(lambda: ask(kubelet.containerd.netns, address, 8080) == "hello\n", "the pod's IP")
     # the pod's /dev/shm is one, as its IPC namespace is
     kubelet.output(server, "sh", "-c", "echo shared > /dev/shm/note")
     assert kubelet.output(client, "cat", "/dev/shm/note") == "shared\n"
@@ -258,9 +258,7 @@ def test_readonly_root_and_run_as_user(kubelet):
 
 
 def test_dropped_capabilities(kubelet):
-    capabilities = cri.Capability(
-        drop_capabilities=["ALL"], add_capabilities=["NET_BIND_SERVICE"]
-    )
+    capabilities = cri.Capability(drop_capabilities=["ALL"], add_capabilities=["NET_BIND_SERVICE"])
     security = cri.LinuxContainerSecurityContext(capabilities=capabilities)
     cid = kubelet.start_container(kubelet.run_pod(), "app", "sleep", "1000", security=security)
     status = kubelet.output(cid, "grep", "^Cap", "/proc/self/status")
