@@ -19,6 +19,7 @@ from client_managers import (
     view_diff,
     wait_for,
 )
+from k8s_stream import STDOUT, Stream, exit_code
 from netns import NetworkNamespace, ask
 
 cri_manager = pytest.importorskip("cri_manager", reason="container-runtime-interface-api missing")
@@ -331,3 +332,46 @@ def test_remove_leaves_nothing(kubelet):
     assert not Path(netns).exists()
     assert not any(point.startswith(netns) for point in mount_points())
     assert pod_cgroup.exists()  # kubelet made the pod's cgroup: kubelet removes it
+
+
+def test_exec_through_streaming_server(kubelet):
+    cid = kubelet.start_container(kubelet.run_pod(), "app", "sleep", "1000")
+    script = 'echo out; echo err >&2; read line; echo "got $line"; exit 5'
+    request = cri.ExecRequest(
+        container_id=cid, cmd=["sh", "-c", script], stdin=True, stdout=True, stderr=True
+    )
+    url = kubelet.call("Exec", request).url
+    stream = Stream(kubelet.containerd.netns, url)
+    try:
+        stream.send(b"hello\n")
+        stdout, stderr, status = stream.collect()
+    finally:
+        stream.close()
+    assert (stdout, stderr, exit_code(status)) == (b"out\ngot hello\n", b"err\n", 5), status
+
+
+def test_exec_tty_through_streaming_server(kubelet):
+    cid = kubelet.start_container(kubelet.run_pod(), "app", "sleep", "1000")
+    request = cri.ExecRequest(container_id=cid, cmd=["tty"], tty=True, stdout=True)
+    stream = Stream(kubelet.containerd.netns, kubelet.call("Exec", request).url)
+    try:
+        stdout, _, status = stream.collect()
+    finally:
+        stream.close()
+    assert stdout.startswith(b"/dev/pts/") and exit_code(status) == 0, (stdout, status)
+
+
+def test_attach_through_streaming_server(kubelet):
+    pod = kubelet.run_pod()
+    script = 'echo ready; while read line; do echo "got $line"; done'
+    cid = kubelet.start_container(pod, "app", "sh", "-c", script, stdin=True)
+    log = Path(kubelet.status(cid).log_path)
+    wait_for(lambda: log.exists() and "ready" in log.read_text(), "the container's first line")
+    request = cri.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True)
+    stream = Stream(kubelet.containerd.netns, kubelet.call("Attach", request).url)
+    try:
+        stream.send(b"hello\n")
+        assert b"got hello\n" in stream.read_until(STDOUT, b"got hello\n")
+    finally:
+        stream.close()
+    assert "got hello" in log.read_text()  # attached output goes to the log file as well
