@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from client_managers import (
+    LINGER,
     PROBE,
     cgroup_dir,
     cgroup_file,
@@ -352,7 +353,10 @@ def test_exec_through_streaming_server(kubelet):
 
 def test_exec_tty_through_streaming_server(kubelet):
     cid = kubelet.start_container(kubelet.run_pod(), "app", "sleep", "1000")
-    request = cri.ExecRequest(container_id=cid, cmd=["tty"], tty=True, stdout=True)
+    # as `kubectl exec -it`: with a tty but no stdin, containerd 1.6 loses the output now and
+    # then (with runc as with ocirun); and a process on a terminal lingers before exiting
+    command = ["sh", "-c", f"tty; {LINGER}"]
+    request = cri.ExecRequest(container_id=cid, cmd=command, tty=True, stdin=True, stdout=True)
     stream = Stream(kubelet.containerd.netns, kubelet.call("Exec", request).url)
     try:
         stdout, _, status = stream.collect()
