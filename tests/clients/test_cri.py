@@ -17,6 +17,7 @@ from client_managers import (
     PROBE,
     cgroup_dir,
     cgroup_file,
+    run,
     view_diff,
     wait_for,
 )
@@ -99,12 +100,19 @@ def test_pod_runs_under_handler(kubelet):
     status = kubelet.call("PodSandboxStatus", cri.PodSandboxStatusRequest(pod_sandbox_id=pod))
     assert status.status.state == cri.SANDBOX_READY
     assert status.status.runtime_handler == kubelet.runtime.name
+    request = cri.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True)
+    info = json.loads(kubelet.call("PodSandboxStatus", request).info["info"])
+    assert info["runtimeHandler"] == kubelet.runtime.name
     ip = status.status.network.ip
     assert ip.startswith(SUBNET.rsplit(".", 1)[0] + "."), ip
     # The handler's BinaryName made the sandbox: its state directory is in that runtime's root.
     assert (runtime_root(kubelet.containerd, kubelet.runtime) / pod).is_dir()
     cid = kubelet.start_container(pod, "app", "sleep", "1000")
-    assert (runtime_root(kubelet.containerd, kubelet.runtime) / cid).is_dir()
+    # what docs/kubernetes.md tells users to look at on the node (crictl inspect, ocirun list)
+    assert kubelet.info(cid)["runtimeOptions"]["binary_name"] == str(kubelet.runtime.path)
+    root = runtime_root(kubelet.containerd, kubelet.runtime)
+    listed = run([str(kubelet.runtime.path), f"--root={root}", "list", "--quiet"]).stdout
+    assert set(listed.split()) == {pod, cid}
     assert f"inet {ip}/" in kubelet.output(cid, "ip", "-4", "addr", "show", "eth0")
 
 
