@@ -60,7 +60,8 @@ def make_docker_archive(rootfs: Path, out: Path, name: str):
 class Dockerd:
     """A private dockerd in the network namespace netns, every runtime of RUNTIMES registered."""
 
-    def __init__(self, home: Path, netns, cgroup_parent: str):
+    def __init__(self, home: Path, netns, cgroup_parent: str, options=()):
+        self.options = list(options)  # more daemon options
         self.home = home
         self.netns = netns
         self.cgroup_parent = cgroup_parent
@@ -101,18 +102,20 @@ class Dockerd:
                     "--storage-driver=overlay2",
                     *runtimes,
                     f"--default-runtime={DEFAULT_RUNTIME}",
+                    *self.options,
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(
-            lambda: self.daemon.poll() is not None or run_quietly(self.argv("version")) != "",
-            "dockerd",
-            timeout=30,
-        )
+        wait_for(lambda: self.daemon.poll() is not None or self.answers(), "dockerd", timeout=30)
         assert self.daemon.poll() is None, f"dockerd failed:\n{log.read_text()}"
+
+    def answers(self) -> bool:
+        """Whether the daemon answers on its socket (`docker version` needs the server)."""
+        version = ["version", "--format={{.Server.Version}}"]
+        return subprocess.run(self.argv(*version), capture_output=True).returncode == 0
 
     def load_image(self, rootfs: Path):
         archive = self.home / "image.tar"

@@ -4,7 +4,9 @@ default runtime, and runc (built in) to compare; every test runs `docker run --r
 
 import json
 import os
+import pwd
 import time
+from pathlib import Path
 
 import pytest
 from client_managers import (
@@ -303,3 +305,76 @@ def test_exec_exit_status_and_tty(docker):
     assert (proc.returncode, proc.stdout) == (4, "out\n")
     status, output = docker.in_terminal("exec", "--tty", name, "tty")
     assert status == 0 and output.startswith("/dev/pts/"), output
+
+
+@pytest.fixture(scope="module")
+def remapped_dockerd(workdir, rootfs):
+    """A second daemon with --userns-remap=default (daemon-wide): root in its containers is
+    the first subordinate uid of the user dockremap, which dockerd adds when it is missing."""
+    name = f"ocirun-docker-userns-{os.getpid()}"
+    netns = NetworkNamespace(name)
+    made_user = not user_exists(REMAP_USER)
+    daemon = Dockerd(workdir / "docker-userns", netns, f"/{name}", ["--userns-remap=default"])
+    workdir.chmod(0o711)  # the remapped root must traverse it to its graph root
+    try:
+        netns.create()
+        daemon.start()
+        daemon.load_image(rootfs)
+        yield daemon
+    finally:
+        daemon.stop()
+        netns.delete()
+        if made_user and user_exists(REMAP_USER):
+            run(["userdel", REMAP_USER])  # also removes its group, subuid and subgid ranges
+
+
+REMAP_USER = "dockremap"
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def subordinate_start(name: str) -> int:
+    """The first subordinate uid of user name (/etc/subuid)."""
+    for line in open("/etc/subuid"):
+        user, start, _ = line.strip().split(":")
+        if user == name:
+            return int(start)
+    raise AssertionError(f"no subordinate uids for {name}")
+
+
+@pytest.fixture
+def remapped_docker(remapped_dockerd, runtime, request):
+    if runtime.name == "ocirun":
+        request.applymarker(pytest.mark.xfail(reason=OOM_SCORE_ADJ_IN_USERNS))
+    client = Docker(remapped_dockerd, runtime, f"{request.node.originalname[5:]}-{runtime.name}")
+    yield client
+    client.remove_all()
+
+
+# ocirun's init writes process.oomScoreAdj (docker gives 0) from inside the new user namespace,
+# where /proc/self/oom_score_adj belongs to an unmapped uid: EACCES; runc writes it before
+OOM_SCORE_ADJ_IN_USERNS = "ocirun writes oom_score_adj inside the user namespace: EACCES"
+
+
+def test_userns_remap(remapped_docker, workdir):
+    start = subordinate_start(REMAP_USER)
+    volume = workdir / f"userns-{remapped_docker.runtime.name}"
+    volume.mkdir(mode=0o777)
+    volume.chmod(0o777)
+    script = "id -u; cat /proc/self/uid_map; touch /data/written"
+    proc = remapped_docker.run("sh", "-c", script, options=(f"--volume={volume}:/data",))
+    uid, uid_map = proc.stdout.split("\n", 1)
+    assert uid == "0"
+    assert uid_map.split() == ["0", str(start), "65536"]
+    # root in the container is the subordinate uid on the host: the file on the volume shows it
+    assert (volume / "written").stat().st_uid == start
+    name = remapped_docker.start("sleep", "1000")
+    status = Path(f"/proc/{remapped_docker.pid(name)}/status").read_text()
+    assert f"Uid:\t{start}\t{start}\t{start}\t{start}" in status
+    assert remapped_docker("exec", name, "id", "-u").stdout == "0\n"
