@@ -187,6 +187,16 @@ class CriContainerd:
         wait_for(lambda: self.socket.exists() or self.daemon.poll() is not None, "containerd")
         assert self.daemon.poll() is None, f"containerd failed:\n{log.read_text()}"
         self.channel = grpc.insecure_channel(f"unix://{self.socket}")
+        wait_for(self.ready, "the CRI runtime and network to be ready")
+
+    def ready(self) -> bool:
+        """Whether the CRI Status call reports both conditions kubelet waits for as true."""
+        try:
+            conditions = self.stub().Status(cri.StatusRequest(), timeout=TIMEOUT).status.conditions
+        except grpc.RpcError:
+            return False
+        ready = {condition.type: condition.status for condition in conditions}
+        return ready.get("RuntimeReady", False) and ready.get("NetworkReady", False)
 
     def import_images(self, busybox_rootfs: Path):
         pause_rootfs = build_pause_rootfs(self.home / "pause")

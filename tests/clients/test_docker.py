@@ -5,7 +5,6 @@ default runtime, and runc (built in) to compare; every test runs `docker run --r
 import json
 import os
 import pwd
-import time
 from pathlib import Path
 
 import pytest
@@ -93,9 +92,7 @@ def test_output_and_exit_status(docker):
 
 def test_stop_kills_after_timeout_137(docker):
     name = docker.start("sleep", "1000")  # pid 1 without a handler ignores SIGTERM
-    started = time.monotonic()
     docker("stop", "--time=1", name)
-    assert time.monotonic() - started >= 1
     assert docker.inspect(name, "{{.State.ExitCode}}") == "137"
 
 
