@@ -350,7 +350,7 @@ class Kubelet:
         return response.stdout.decode()
 
     def status(self, cid: str) -> cri.ContainerStatus:
-        request = cri.ContainerStatusRequest(container_id=cid, verbose=True)
+        request = cri.ContainerStatusRequest(container_id=cid)
         return self.call("ContainerStatus", request).status
 
     def info(self, cid: str) -> dict:

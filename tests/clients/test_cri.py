@@ -14,6 +14,7 @@ import pytest
 from client_managers import (
     LINGER,
     PROBE,
+    RUNC,
     cgroup_dir,
     cgroup_file,
     run,
@@ -35,6 +36,7 @@ from cri_manager import (  # noqa: E402 (after the skip: grpc and the CRI stubs 
     runtime_root,
 )
 
+CNI_CACHE = Path("/var/lib/cni")
 # Pid 1 of a container ignores SIGTERM unless it handles it: a shell that traps it does.
 TRAP_TERM = 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'
 
@@ -59,12 +61,14 @@ def cri_containerd(workdir, rootfs):
                     directory.rmdir()
 
 
-CNI_CACHE = Path("/var/lib/cni")
+def prefix(request, runtime) -> str:
+    """Names for the test's pods: the test's name and the runtime's."""
+    return f"{request.node.originalname.removeprefix('test_')}-{runtime.name}"
 
 
 @pytest.fixture
 def kubelet(cri_containerd, runtime, request):
-    client = Kubelet(cri_containerd, runtime, f"{request.node.originalname[5:]}-{runtime.name}")
+    client = Kubelet(cri_containerd, runtime, prefix(request, runtime))
     yield client
     client.remove_all()
 
@@ -72,10 +76,7 @@ def kubelet(cri_containerd, runtime, request):
 @pytest.fixture
 def runc_kubelet(cri_containerd, runtime, request):
     """Pods with the runc handler, to compare the runtime under test with."""
-    from client_managers import RUNC
-
-    prefix = f"{request.node.originalname[5:]}-{runtime.name}-runc"
-    client = Kubelet(cri_containerd, RUNC, prefix)
+    client = Kubelet(cri_containerd, RUNC, prefix(request, runtime) + "-runc")
     yield client
     client.remove_all()
 
@@ -130,7 +131,9 @@ def test_host_network(kubelet):
     # hostNetwork: the node's network namespace, here the one the test made for containerd
     node = f"net:[{kubelet.containerd.netns.path.stat().st_ino}]"
     assert namespace_of(kubelet.pid(cid), "net") == node
-    assert cri_manager.BRIDGE in kubelet.output(cid, "ip", "link")  # once a CNI pod made it
+    inside = kubelet.output(cid, "ip", "-o", "link").splitlines()
+    outside = run(["ip", "-n", kubelet.containerd.netns.name, "-o", "link"]).stdout.splitlines()
+    assert [line.split()[1] for line in inside] == [line.split()[1] for line in outside]
     # and the node's UTS namespace, but a pid namespace of its own
     assert namespace_of(kubelet.pid(cid), "uts") == namespace_of(os.getpid(), "uts")
     assert namespace_of(kubelet.pid(cid), "pid") != namespace_of(os.getpid(), "pid")

@@ -43,16 +43,21 @@ def dockerd(workdir, rootfs):
         netns.delete()
 
 
+def prefix(request, runtime) -> str:
+    """Names for the test's containers: the test's name and the runtime's."""
+    return f"{request.node.originalname.removeprefix('test_')}-{runtime.name}"
+
+
 @pytest.fixture
 def docker(dockerd, runtime, request):
-    client = Docker(dockerd, runtime, f"{request.node.originalname[5:]}-{runtime.name}")
+    client = Docker(dockerd, runtime, prefix(request, runtime))
     yield client
     client.remove_all()
 
 
 @pytest.fixture
 def runc_docker(dockerd, runtime, request):
-    client = Docker(dockerd, RUNC, f"{request.node.originalname[5:]}-{runtime.name}-runc")
+    client = Docker(dockerd, RUNC, prefix(request, runtime) + "-runc")
     yield client
     client.remove_all()
 
@@ -349,7 +354,7 @@ def subordinate_start(name: str) -> int:
 def remapped_docker(remapped_dockerd, runtime, request):
     if runtime.name == "ocirun":
         request.applymarker(pytest.mark.xfail(reason=OOM_SCORE_ADJ_IN_USERNS))
-    client = Docker(remapped_dockerd, runtime, f"{request.node.originalname[5:]}-{runtime.name}")
+    client = Docker(remapped_dockerd, runtime, prefix(request, runtime))
     yield client
     client.remove_all()
 
