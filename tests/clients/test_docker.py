@@ -380,3 +380,26 @@ def test_userns_remap(remapped_docker, workdir):
     status = Path(f"/proc/{remapped_docker.pid(name)}/status").read_text()
     assert f"Uid:\t{start}\t{start}\t{start}\t{start}" in status
     assert remapped_docker("exec", name, "id", "-u").stdout == "0\n"
+
+
+def test_missing_command(docker):
+    # docker tells failures apart by the runtime's error message: 127 when it says "no such
+    # file"; docker exec (20.10) gives 126 for any failure to start the process
+    assert docker.run("/nonexistent", check=False).returncode == 127
+    name = docker.start("sleep", "1000")
+    assert docker("exec", name, "/nonexistent", check=False).returncode == 126
+
+
+# ocirun says `exec: "/etc/passwd": stat /etc/passwd: no such file or directory` for a file
+# that is there but not executable (or a directory), where runc says `exec: "/etc/passwd":
+# permission denied`: docker run exits 127 instead of 126
+NOT_EXECUTABLE_SAYS_MISSING = "ocirun reports a non-executable program as missing"
+
+
+def test_unexecutable_command(docker, request):
+    if docker.runtime.name == "ocirun":
+        request.applymarker(pytest.mark.xfail(reason=NOT_EXECUTABLE_SAYS_MISSING))
+    for program in ("/etc/passwd", "/tmp"):
+        proc = docker.run(program, check=False)
+        assert proc.returncode == 126, proc.stderr
+        assert f'exec: "{program}": permission denied' in proc.stderr
