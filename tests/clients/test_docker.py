@@ -403,3 +403,26 @@ def test_unexecutable_command(docker, request):
         proc = docker.run(program, check=False)
         assert proc.returncode == 126, proc.stderr
         assert f'exec: "{program}": permission denied' in proc.stderr
+
+
+# ocirun applies capabilities after `start`, so a set the host cannot grant fails the
+# container's first step (exit 1, "ocirun: capset: Operation not permitted" on its stderr);
+# runc applies them before create returns, and docker run reports the create failure (125)
+CAPSET_AFTER_START = "ocirun fails an impossible capability set at start, not at create"
+CAP_SYS_RESOURCE = 24
+
+
+def host_lacks_cap_sys_resource() -> bool:
+    bounding = next(
+        line.split()[1] for line in open("/proc/self/status") if line.startswith("CapBnd:")
+    )
+    return not int(bounding, 16) & (1 << CAP_SYS_RESOURCE)
+
+
+@pytest.mark.skipif(not host_lacks_cap_sys_resource(), reason="root here can grant every cap")
+def test_capability_the_host_lacks_fails_create(docker, request):
+    if docker.runtime.name == "ocirun":
+        request.applymarker(pytest.mark.xfail(reason=CAPSET_AFTER_START))
+    proc = docker.run("true", options=("--cap-add=SYS_RESOURCE",), check=False)
+    assert proc.returncode == 125, proc.stderr
+    assert "OCI runtime create failed" in proc.stderr
