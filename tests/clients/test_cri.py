@@ -35,6 +35,7 @@ from cri_manager import (  # noqa: E402 (after the skip: grpc and the CRI stubs 
     cri,
     runtime_root,
 )
+from google.protobuf.json_format import ParseDict  # noqa: E402
 
 CNI_CACHE = Path("/var/lib/cni")
 # Pid 1 of a container ignores SIGTERM unless it handles it: a shell that traps it does.
@@ -116,11 +117,39 @@ def test_pod_runs_under_handler(kubelet):
     assert f"inet {ip}/" in kubelet.output(cid, "ip", "-4", "addr", "show", "eth0")
 
 
-def test_same_view_as_runc(kubelet, runc_kubelet):
+# Security contexts a pod spec commonly asks for, as kubelet turns them into the CRI's.
+SECURITY_CONTEXTS = {
+    "default": None,
+    "user-groups": {
+        "run_as_user": {"value": 1000},
+        "run_as_group": {"value": 2000},
+        "supplemental_groups": [3000, 4000],
+    },
+    "caps-seccomp-nnp": {
+        "capabilities": {
+            "add_capabilities": ["SYS_PTRACE", "NET_ADMIN"],
+            "drop_capabilities": ["CHOWN"],
+        },
+        "seccomp": {"profile_type": "RuntimeDefault"},
+        "no_new_privs": True,
+    },
+    "unconfined": {"seccomp": {"profile_type": "Unconfined"}},
+}
+
+
+@pytest.mark.parametrize("context", SECURITY_CONTEXTS)
+def test_same_view_as_runc(kubelet, runc_kubelet, context):
+    fields = SECURITY_CONTEXTS[context]
+    security = ParseDict(fields, cri.LinuxContainerSecurityContext()) if fields else None
+    probe = PROBE + "id -G; cat /proc/sys/net/ipv4/ip_unprivileged_port_start\n"
     views = []
     for client in (kubelet, runc_kubelet):
-        cid = client.start_container(client.run_pod(), "app", "sleep", "1000")
-        views.append(client.output(cid, "sh", "-c", PROBE))
+        config = client.pod_config()
+        config.linux.sysctls["net.ipv4.ip_unprivileged_port_start"] = "80"  # a pod sysctl
+        cid = client.start_container(
+            client.run_pod(config), "app", "sleep", "1000", security=security
+        )
+        views.append(client.output(cid, "sh", "-c", probe))
     view, reference = views
     assert view == reference, view_diff(reference, view)
 
