@@ -4,19 +4,29 @@
 set -eu
 cd "$(dirname "$0")"
 
-# user-mode-linux and gcc (libc6-dev): the cgroup v2 test guest (tests/guest/README.md)
+# user-mode-linux: the cgroup v2 test guest (tests/guest/README.md); gcc and libc6-dev build
+# its helper and the CRI tests' pause program; containernetworking-plugins: the CRI tests' CNI
 packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2 python3-venv
-          user-mode-linux gcc libc6-dev"
+          user-mode-linux containernetworking-plugins gcc libc6-dev"
+# docker.io's recommends (apparmor, cgroupfs-mount, needrestart, ...) would change the host
+plain_packages="docker.io"
 missing=""
+missing_plain=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
+for p in $plain_packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
+        || missing_plain="$missing_plain $p"
+done
+if [ -n "$missing$missing_plain" ]; then
     apt-get update -q
-    # no init system here: keep the packages' scripts from starting services
+    # no init system here: keep the packages' scripts from starting services (dockerd, containerd)
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+    [ -z "$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+    [ -z "$missing_plain" ] \
+        || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing_plain
     rm -f /usr/sbin/policy-rc.d
 fi
 
@@ -29,7 +39,7 @@ if [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$python"
     "$python" -m venv .venv
 fi
 # compat mode: a plain path entry instead of an import hook, so every ocirun start stays cheap
-if ! .venv/bin/python -c 'import ocirun, jsonschema, pyroute2, yaml, pytest' 2>/dev/null \
+if ! .venv/bin/python -c 'import ocirun, jsonschema, pyroute2, yaml, pytest, cri_api' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' \
         --config-settings editable_mode=compat

@@ -271,8 +271,11 @@ def remove_tree(directory: Path):
     run(["rm", "-rf", "--one-file-system", str(directory)])
 
 
-def make_oci_layout(rootfs: Path, out: Path, name: str):
-    """Write an OCI image layout tar holding one image `name` whose single layer is rootfs."""
+def make_oci_layout(rootfs: Path, out: Path, name: str, image_config: dict | None = None):
+    """Write an OCI image layout tar holding one image `name` whose single layer is rootfs.
+
+    image_config: the image's config (Cmd, Entrypoint, ...); by default PATH and `sh`.
+    """
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w") as layer_tar:
         layer_tar.add(rootfs, arcname=".")
@@ -280,7 +283,10 @@ def make_oci_layout(rootfs: Path, out: Path, name: str):
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "config": {
+            "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            **(image_config or {"Cmd": ["sh"]}),
+        },
         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]},
     }
     config_blob = json.dumps(config).encode()
