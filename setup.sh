@@ -38,24 +38,13 @@ if [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$python"
     rm -rf .venv  # made from another interpreter (or missing): make it again
     "$python" -m venv .venv
 fi
-# compat mode: a plain path entry instead of an import hook, so every ocirun start stays cheap
+# an editable install; pip puts bin/ocirun, the launcher every install gets, into .venv/bin
 if ! .venv/bin/python -c 'import ocirun, jsonschema, pyroute2, yaml, pytest, cri_api' 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' \
-        --config-settings editable_mode=compat
+   || [ pyproject.toml -nt .venv/.installed ] || [ bin/ocirun -nt .venv/.installed ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
     .venv/bin/pip uninstall -q -y setuptools 2>/dev/null || true  # its .pth costs every start
     touch .venv/.installed
 fi
-# pip's console-script launcher imports `re` (~9 ms per command here) and Python's `site` costs
-# ~5 ms more: this launcher skips both (ocirun.load_site_packages() brings site-packages back
-# on the rare paths that need a third-party package)
-cat >.venv/bin/ocirun <<EOF
-#!$PWD/.venv/bin/python -S
-import sys
-sys.path[0] = "$PWD"  # instead of the launcher's own directory, where nothing is to be found
-from ocirun.cli import entry
-entry()
-EOF
 # byte-compile now: where PYTHONDONTWRITEBYTECODE is set, every command would compile ocirun anew
 .venv/bin/python -m compileall -q ocirun >/dev/null
 

@@ -1,7 +1,7 @@
 """Measure OCI runtimes (ocirun, runc, ...) side by side; see benchmarks/README.md.
 
-Usage: .venv/bin/python benchmarks/bench.py [--runtime NAME=PATH ...] [--rounds N]
-       [--warmup N] [--json FILE] [--only run,cycle,state,serial,parallel,memory,minmem]
+Usage: .venv/bin/python benchmarks/bench.py [--runtime NAME=PATH|NAME=pip:DIR ...] [--rounds N]
+       [--warmup N] [--json FILE] [--only run,cycle,light,serial,parallel,memory,minmem]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -29,11 +30,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 MAKE_ROOTFS = REPO / "bundles" / "make-rootfs"
-DEFAULT_RUNTIMES = [f"ocirun={REPO / '.venv' / 'bin' / 'ocirun'}", "runc=/usr/sbin/runc"]
+PIP = "pip:"  # a runtime given as pip:DIR is DIR pip-installed into a fresh venv
+DEFAULT_RUNTIMES = [f"ocirun={PIP}{REPO}", "runc=/usr/sbin/runc"]
 SPEC_GENERATOR = "/usr/sbin/runc"
 TIME = "/usr/bin/time"
-ITEMS = ("run", "cycle", "state", "serial", "parallel", "memory", "minmem")
-TARGETS = {"run": 1.0, "cycle": 1.3, "state": 1.5}
+ITEMS = ("run", "cycle", "light", "serial", "parallel", "memory", "minmem")
+LIGHT_COMMANDS = ("state", "start", "kill", "delete")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -149,9 +151,26 @@ class Runtime:
     name: str
     path: str
     root: Path
+    interpreter: str | None = None  # the venv's python, for a runtime that is a Python script
 
     def argv(self, *args: str) -> list[str]:
         return [self.path, "--root", str(self.root), *args]
+
+
+def venv_python(runtime_path: str) -> str | None:
+    """The python of the venv whose bin holds the runtime (symlinks followed), if it is in one."""
+    bin_dir = Path(runtime_path).resolve().parent
+    python = bin_dir / "python"
+    return str(python) if (bin_dir.parent / "pyvenv.cfg").is_file() and python.exists() else None
+
+
+def pip_install(source: str, venv: Path) -> str:
+    """pip-install the project at source (with its dependencies) into a fresh venv made with
+    this interpreter's base python; return the installed `ocirun`."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, source], check=True)
+    return str(venv / "bin" / "ocirun")
 
 
 @dataclass
@@ -172,6 +191,7 @@ class Workspace:
         self.runtimes = [
             Runtime(name, path, self.dir / "state" / name) for name, path in runtimes.items()
         ]
+        self.installed: dict[str, str] = {}  # name: what pip installed, for pip:DIR runtimes
         self._spec: dict[str, Any] = {}
         self._ids = itertools.count()
         self._live: dict[str, Container] = {}
@@ -179,6 +199,13 @@ class Workspace:
         self.peak_rss = False  # run the runtime under /usr/bin/time (item memory)
 
     def prepare(self) -> None:
+        for runtime in self.runtimes:
+            if runtime.path.startswith(PIP):
+                source = runtime.path.removeprefix(PIP)
+                print(f"bench: pip install {source} into a fresh venv ...", file=sys.stderr)
+                runtime.path = pip_install(source, self.dir / f"venv-{runtime.name}")
+                self.installed[runtime.name] = runtime.path
+            runtime.interpreter = venv_python(runtime.path)
         subprocess.run([str(MAKE_ROOTFS), str(self.rootfs)], check=True)
         self._spec = self._generate_spec()
         for runtime in self.runtimes:
@@ -314,6 +341,83 @@ def mounts_under(path: Path) -> list[str]:
 
 def unescape_mount(field_: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field_)
+
+
+# --- CPU time of a runtime's whole process tree -------------------------------------------
+
+
+class CpuMeter:
+    """CPU time of everything started while the benchmark sits in <prefix>/bench.
+
+    The benchmark moves itself into that cgroup of the cpuacct (v1) or unified (v2)
+    hierarchy, so a runtime command and every process it forks (waited for or not, before
+    the container's init moves to its own cgroup) are charged to it, and the containers'
+    cgroups, <prefix>/<id>, are its siblings: the usage of <prefix> counts both, and keeps
+    what a removed child used. The benchmark's own CPU time over the same span is subtracted.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.mount, self.v1, own = cpu_hierarchy()
+        self.home = self.mount / own.strip("/")
+        self.top = self.mount / prefix.strip("/")
+        self.leaf = self.top / "bench"
+
+    def __enter__(self) -> CpuMeter:
+        self.leaf.mkdir(parents=True, exist_ok=True)
+        (self.leaf / "cgroup.procs").write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (self.home / "cgroup.procs").write_text(str(os.getpid()))  # out before cleanup kills
+        with contextlib.suppress(OSError):
+            self.leaf.rmdir()
+
+    def usage_ns(self) -> int:
+        """CPU time of the subtree and of this process, which ends() subtracts again."""
+        if self.v1:
+            return int((self.top / "cpuacct.usage").read_text())
+        for line in (self.top / "cpu.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) * 1000
+        raise BenchError(f"{self.top}/cpu.stat: no usage_usec")
+
+    def start(self) -> tuple[int, float]:
+        return self.usage_ns(), self_cpu_seconds()
+
+    def ms_since(self, mark: tuple[int, float]) -> float:
+        """CPU ms charged since mark, without the benchmark's own."""
+        usage, own = mark
+        return (self.usage_ns() - usage) / 1e6 - (self_cpu_seconds() - own) * 1000
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_hierarchy() -> tuple[Path, bool, str]:
+    """(mount point, is v1, this process's cgroup in it) of the v1 cpuacct hierarchy if
+    there is one, else of the unified one."""
+    mounts = {}
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            fstype, options = fields[fields.index("-") + 1], fields[-1].split(",")
+            if fstype == "cgroup" and "cpuacct" in options:
+                mounts["cpuacct"] = Path(unescape_mount(fields[4]))
+            elif fstype == "cgroup2":
+                mounts.setdefault("", Path(unescape_mount(fields[4])))
+    with open("/proc/self/cgroup") as cgroups:
+        own = {
+            controller: path
+            for _, controllers, path in (line.rstrip("\n").split(":", 2) for line in cgroups)
+            for controller in controllers.split(",")
+        }
+    for key in ("cpuacct", ""):
+        if key in mounts and key in own:
+            return mounts[key], bool(key), own[key]
+    raise SystemExit("bench: no cpuacct or cgroup2 hierarchy to measure CPU time with")
 
 
 # --- process inspection -------------------------------------------------------------------
@@ -456,13 +560,16 @@ def create_start_delete(ws: Workspace, ctr: Container) -> list[Call]:
 
 
 def item_cycle(ws: Workspace, opts: Options) -> dict[str, Result]:
-    """2. create + start + delete --force; the total is the sum of the three."""
+    """2. create + start + delete --force; the total is the sum of the three, and the CPU
+    time (user + sys) of everything the three started, the container's `true` included."""
 
     def measure(runtime: Runtime) -> dict[str, float]:
         ctr = ws.container(runtime, "cycle", ["true"])
+        mark = meter.start()
         try:
             calls = create_start_delete(ws, ctr)
         finally:
+            cpu = meter.ms_since(mark)
             ws.discard(ctr)
         for call, what in zip(calls, ("create", "start", "delete --force"), strict=False):
             checked(call, what)
@@ -472,29 +579,48 @@ def item_cycle(ws: Workspace, opts: Options) -> dict[str, Result]:
             "create_ms": create,
             "start_ms": start,
             "delete_ms": delete,
+            "cpu_ms": cpu,
         }
 
-    return summarized_rounds(ws, opts, measure)
+    with CpuMeter(ws.cgroup_prefix) as meter:
+        return summarized_rounds(ws, opts, measure)
 
 
-def item_state(ws: Workspace, opts: Options) -> dict[str, Result]:
-    """3. `state` of a running container (`sleep 1000`, deleted with delete --force after)."""
+def item_light(ws: Workspace, opts: Options) -> dict[str, Result]:
+    """3. The interpreter's own start (`python -S -c pass` of the runtime's venv), then
+    start, state (running), kill KILL and delete (once stopped) of a `sleep 1000` container
+    created untimed; margins are medians minus the interpreter's median."""
 
     def measure(runtime: Runtime) -> dict[str, float]:
-        ctr = ws.container(runtime, "state", ["sleep", "1000"])
+        times = {}
+        if runtime.interpreter:
+            call = checked(execute([runtime.interpreter, "-S", "-c", "pass"]), "python -S")
+            times["python_ms"] = ms(call)
+        ctr = ws.container(runtime, "light", ["sleep", "1000"])
+        pid_file = ctr.bundle / "init.pid"
         try:
-            checked(ws.create(ctr), "create")
-            checked(ws.command(ctr, "start"), "start")
+            checked(ws.create(ctr, pid_file), "create")
+            pid = int(pid_file.read_text())
+            times["start_ms"] = ms(checked(ws.command(ctr, "start"), "start"))
             call = checked(ws.command(ctr, "state"), "state")
             status = container_status(call)
             if status != "running":
                 raise BenchError(f"state: status {status!r}, expected 'running'")
-            checked(ws.delete(ctr), "delete --force")
+            times["state_ms"] = ms(call)
+            times["kill_ms"] = ms(checked(ws.command(ctr, "kill", "KILL"), "kill KILL"))
+            wait_gone(pid)
+            times["delete_ms"] = ms(checked(ws.delete(ctr, force=False), "delete"))
         finally:
             ws.discard(ctr)
-        return {"ms": ms(call)}
+        return times
 
-    return summarized_rounds(ws, opts, measure)
+    results = summarized_rounds(ws, opts, measure)
+    for result in results.values():
+        floor = lookup(result, ("python_ms", "median"))
+        if floor is not None:
+            for name in LIGHT_COMMANDS:
+                result[f"{name}_above_python_ms"] = result[f"{name}_ms"]["median"] - floor
+    return results
 
 
 def item_serial(ws: Workspace, opts: Options) -> dict[str, Result]:
@@ -649,6 +775,7 @@ def smallest_limit(ws: Workspace, runtime: Runtime) -> Result:
             low = middle
     return {
         "min_limit_kib": high // KIB,
+        "works_at_512kib": works(512 * KIB),
         "works_at_1mib": works(MIB),
         "successes_by_limit_kib": {
             str(limit // KIB): sum(call.ok for call in calls)
@@ -665,7 +792,7 @@ def item_minmem(ws: Workspace, opts: Options) -> dict[str, Result]:
 ITEM_FUNCTIONS: dict[str, Callable[[Workspace, Options], dict[str, Result]]] = {
     "run": item_run,
     "cycle": item_cycle,
-    "state": item_state,
+    "light": item_light,
     "serial": item_serial,
     "parallel": item_parallel,
     "memory": item_memory,
@@ -682,7 +809,11 @@ ROWS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("cycle", "  create", "ms", ("create_ms", "median")),
     ("cycle", "  start", "ms", ("start_ms", "median")),
     ("cycle", "  delete --force", "ms", ("delete_ms", "median")),
-    ("state", "state (running)", "ms", ("ms", "median")),
+    ("cycle", "  CPU (user+sys)", "ms", ("cpu_ms", "median")),
+    ("light", "python -S -c pass", "ms", ("python_ms", "median")),
+    *(("light", f"{name}", "ms", (f"{name}_ms", "median")) for name in LIGHT_COMMANDS),
+    *(("light", f"  {name} above python", "ms", (f"{name}_above_python_ms",))
+      for name in LIGHT_COMMANDS),
     ("serial", f"{SERIAL_COUNT} x run true", "s", ("seconds",)),
     ("parallel", f"{PARALLEL_LOOPS} parallel loops", "ctr/s", ("per_second",)),
     ("parallel", "  errors", "", ("errors",)),
@@ -690,9 +821,44 @@ ROWS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("memory", "init VmRSS after create", "KiB", ("init_vmrss_kib", "median")),
     ("memory", "init VmHWM after create", "KiB", ("init_vmhwm_kib", "median")),
     ("minmem", "min memory limit", "KiB", ("min_limit_kib",)),
+    ("minmem", "run true at 512 KiB", "", ("works_at_512kib",)),
     ("minmem", "run true at 1 MiB", "", ("works_at_1mib",)),
-]
-RATIO_ROWS = {"run": ("ms",), "cycle": ("total_ms",), "state": ("ms",)}
+]  # fmt: skip
+
+
+@dataclass
+class Target:
+    """A goal for the first runtime: its ratio to the second one's figure (`ratio`), or its
+    own figure (`own`), compared with `limit` by `op` (<=, >= or ==)."""
+
+    item: str
+    path: tuple[str, ...]
+    kind: str
+    op: str
+    limit: float | bool
+
+    def text(self) -> str:
+        limit = "yes" if self.limit is True else f"{self.limit:g}"
+        return f"{self.op} {limit}{' ms' if self.kind == 'own' and self.op != '==' else ''}"
+
+    def meets(self, value: float | bool) -> bool:
+        if self.op == "<=":
+            return value <= self.limit
+        if self.op == ">=":
+            return value >= self.limit
+        return value == self.limit
+
+
+TARGETS = [
+    Target("run", ("ms", "median"), "ratio", "<=", 0.9),
+    Target("cycle", ("total_ms", "median"), "ratio", "<=", 1.0),
+    Target("cycle", ("cpu_ms", "median"), "ratio", "<=", 1.25),
+    *(Target("light", (f"{name}_above_python_ms",), "own", "<=", 1.5)
+      for name in ("state", "start", "kill")),
+    Target("light", ("delete_above_python_ms",), "own", "<=", 2.5),
+    Target("parallel", ("per_second",), "ratio", ">=", 0.9),
+    Target("minmem", ("works_at_512kib",), "own", "==", True),
+]  # fmt: skip
 
 
 def lookup(result: Result | None, path: Iterable[str]) -> Any:
@@ -716,33 +882,40 @@ def fmt(value: Any, unit: str) -> str:
     return "-"
 
 
-def ratios(results: dict[str, dict[str, Result]], names: list[str]) -> dict[str, Result]:
-    """first runtime / second runtime for run, cycle, state, against the targets."""
-    if len(names) < 2:
-        return {}
-    out = {}
-    for item, target in TARGETS.items():
-        pair = [
-            lookup(results.get(item, {}).get(name), (*RATIO_ROWS[item], "median"))
-            for name in names[:2]
-        ]
-        if None in pair:
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def assess(results: dict[str, dict[str, Result]], names: list[str]) -> list[Result]:
+    """Each target that could be checked: the first runtime's figure or its ratio to the
+    second's, and whether it meets the target."""
+    out = []
+    for target in TARGETS:
+        values = [lookup(results.get(target.item, {}).get(name), target.path) for name in names]
+        if target.kind == "ratio":
+            if len(values) < 2 or not all(is_number(v) for v in values[:2]) or not values[1]:
+                continue
+            value = values[0] / values[1]
+        elif values and values[0] is not None:
+            value = values[0]
+        else:
             continue
-        ratio = pair[0] / pair[1]
-        out[item] = {
-            "of": f"{names[0]}/{names[1]}",
-            "ratio": ratio,
-            "target": target,
-            "meets": ratio <= target,
-        }
+        out.append({
+            "item": target.item,
+            "figure": "/".join(target.path),
+            "of": f"{names[0]}/{names[1]}" if target.kind == "ratio" else names[0],
+            "value": value,
+            "target": target.text(),
+            "meets": target.meets(value),
+        })  # fmt: skip
     return out
 
 
 def table(results: dict[str, dict[str, Result]], names: list[str]) -> str:
     ratio_of = f"{names[0]}/{names[1]}" if len(names) > 1 else ""
-    header = ["", "unit", *names] + ([ratio_of, "target"] if ratio_of else [])
+    header = ["", "unit", *names] + ([ratio_of] if ratio_of else []) + ["target"]
     lines = [header]
-    found = ratios(results, names)
+    verdicts = {(entry["item"], entry["figure"]): entry for entry in assess(results, names)}
     for item, label, unit, path in ROWS:
         if item not in results:
             continue
@@ -754,10 +927,11 @@ def table(results: dict[str, dict[str, Result]], names: list[str]) -> str:
         ]
         row = [label, unit, *cells]
         if ratio_of:
-            numbers = values[:2]
-            plain = all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers)
-            row.append(f"{numbers[0] / numbers[1]:.2f}" if plain and numbers[1] else "")
-            row.append(target_cell(found, item, path))
+            plain = all(is_number(v) for v in values[:2]) and values[1]
+            row.append(f"{values[0] / values[1]:.2f}" if plain else "")
+        verdict = verdicts.get((item, "/".join(path)))
+        outcome = verdict and ("ok" if verdict["meets"] else "MISSED")
+        row.append(f"{verdict['target']} {outcome}" if verdict else "")
         lines.append(row)
     widths = [max(len(line[col]) for line in lines) for col in range(len(header))]
     return "\n".join(
@@ -767,13 +941,6 @@ def table(results: dict[str, dict[str, Result]], names: list[str]) -> str:
         ).rstrip()
         for line in lines
     )
-
-
-def target_cell(found: dict[str, Result], item: str, path: tuple[str, ...]) -> str:
-    if item not in found or path[0] != RATIO_ROWS[item][0]:
-        return ""
-    entry = found[item]
-    return f"<= {entry['target']:.1f} {'ok' if entry['meets'] else 'MISSED'}"
 
 
 def error_lines(results: dict[str, dict[str, Result]]) -> list[str]:
@@ -815,7 +982,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--runtime",
         action="append",
         metavar="NAME=PATH",
-        help="runtime to measure, repeatable (default: ocirun and runc)",
+        help="runtime to measure, repeatable; PATH pip:DIR is the project at DIR pip-installed"
+        " into a fresh venv (default: ocirun=pip:<this checkout> and runc=/usr/sbin/runc)",
     )
     parser.add_argument("--rounds", type=int, default=15, help="measured rounds (default 15)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (default 2)")
@@ -834,12 +1002,22 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def measure_items(ws: Workspace, items: list[str], opts: Options) -> dict[str, dict[str, Result]]:
+def load() -> str:
+    """The 1, 5 and 15 minute load averages (the machine may be shared)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def measure_items(
+    ws: Workspace, items: list[str], opts: Options, loads: dict[str, list[str]]
+) -> dict[str, dict[str, Result]]:
+    """Run each item; loads gets the load averages before and after each."""
     results = {}
     for item in items:
         started = time.monotonic()
-        print(f"bench: {item} ...", file=sys.stderr, flush=True)
+        loads[item] = [load()]
+        print(f"bench: {item} (load {loads[item][0]}) ...", file=sys.stderr, flush=True)
         results[item] = ITEM_FUNCTIONS[item](ws, opts)
+        loads[item].append(load())
         print(f"bench: {item} took {time.monotonic() - started:.1f} s", file=sys.stderr)
     return results
 
@@ -852,9 +1030,10 @@ def main(argv: list[str]) -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, interrupt)
     ws = Workspace(runtimes)
+    loads: dict[str, list[str]] = {}
     try:
         ws.prepare()
-        results = measure_items(ws, items, opts)
+        results = measure_items(ws, items, opts, loads)
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
@@ -865,17 +1044,25 @@ def main(argv: list[str]) -> int:
             print(f"bench: could not remove {leftover}", file=sys.stderr)
     names = list(runtimes)
     print(f"rounds {opts.rounds} (+{opts.warmup} warm-up), medians; {os.cpu_count()} CPUs")
+    for runtime in ws.runtimes:
+        python = f" (python: {runtime.interpreter})" if runtime.interpreter else ""
+        print(f"{runtime.name}: {runtime.path}{python}")
+    print("load average (1/5/15 min) before/after: " + "; ".join(
+        f"{item} {before} / {after}" for item, (before, after) in loads.items()
+    ))  # fmt: skip
     print(table(results, names))
     for line in error_lines(results):
         print(f"error: {line}")
     if args.json:
         report = {
-            "runtimes": runtimes,
+            "runtimes": {runtime.name: runtime.path for runtime in ws.runtimes},
+            "installed_with_pip": ws.installed,
             "rounds": opts.rounds,
             "warmup": opts.warmup,
             "machine": {"kernel": os.uname().release, "cpus": os.cpu_count()},
+            "load_before_after": loads,
             "results": results,
-            "ratios": ratios(results, names),
+            "targets": assess(results, names),
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

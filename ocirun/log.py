@@ -4,7 +4,7 @@ containerd and conmon read the last `{"level":"error","msg":...,"time":...}` lin
 `--log` file to report why a command failed; with no `--log`, lines go to stderr as text.
 """
 
-import os
+import posix  # not os: see ocirun/state.py
 import time
 
 from ocirun import jsonio
@@ -18,7 +18,7 @@ def _timestamp() -> str:
 
 def _write_stderr(data: bytes) -> None:
     try:
-        os.write(2, data)
+        posix.write(2, data)
     except OSError:  # stderr closed or gone: nowhere left to report
         pass
 
@@ -40,11 +40,12 @@ class Logger:
             line = f"{level}: {msg}" if level != "error" else f"ocirun: {msg}"
         data = (line + "\n").encode()
         if self.path:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            flags = posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
+            fd = posix.open(self.path, flags, 0o644)
             try:
-                os.write(fd, data)
+                posix.write(fd, data)
             finally:
-                os.close(fd)
+                posix.close(fd)
             if level == "error":  # runc reports errors on stderr as well
                 _write_stderr(f"ocirun: {msg}\n".encode())
         else:

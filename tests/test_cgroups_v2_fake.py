@@ -2,6 +2,7 @@
 development host is hybrid, so most v2 controllers cannot be seen live there."""
 
 import os
+import posix
 
 import pytest
 
@@ -81,6 +82,7 @@ def journal(monkeypatch):
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(posix, "write", write)  # cgroups.common writes through posix
     return entries
 
 

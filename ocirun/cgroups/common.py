@@ -1,15 +1,16 @@
 """What both drivers and their controllers share: file access and the warning helper.
 
-Everything here uses os.open/os.read/os.write on purpose: this runs on every `ocirun create`,
-and the buffered io layer, `re` or `typing` would each cost more than the writes themselves.
+Everything here uses posix.open/read/write on purpose: this runs on every `ocirun create`, and
+the buffered io layer, `re` or `typing` would each cost more than the writes themselves (and
+`state` reads the freezer through here, where importing os would cost more than the rest).
 """
 
-import errno
-import os
+import posix
 
 from ocirun.errors import CgroupError
 
 UINT64_MAX = (1 << 64) - 1
+ENOENT, EIO = 2, 5  # Linux's errno values: the errno module would be one more import for `state`
 
 
 def warn(message: str) -> None:
@@ -21,13 +22,13 @@ def warn(message: str) -> None:
 
 def read_path(path: str) -> str:
     """The whole file; raises OSError. Cgroup files are seq_files: read until end of file."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         chunks = []
-        while chunk := os.read(fd, 65536):
+        while chunk := posix.read(fd, 65536):
             chunks.append(chunk)
     finally:
-        os.close(fd)
+        posix.close(fd)
     return b"".join(chunks).decode()
 
 
@@ -52,7 +53,7 @@ def read_optional(directory: str, name: str) -> str | None:
 
 def open_file(path: str, flags: int) -> int:
     try:
-        return os.open(path, flags | os.O_CLOEXEC)
+        return posix.open(path, flags | posix.O_CLOEXEC)
     except OSError as e:
         raise CgroupError(f"cannot open {path}: {e.strerror}") from None
 
@@ -60,22 +61,29 @@ def open_file(path: str, flags: int) -> int:
 def write_errno(directory: str, name: str, value: str) -> int:
     """Write value in one write(2); 0 or the errno, for the callers that retry on some errors."""
     try:
-        fd = os.open(f"{directory}/{name}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        fd = posix.open(f"{directory}/{name}", posix.O_WRONLY | posix.O_TRUNC | posix.O_CLOEXEC)
     except OSError as e:
-        return e.errno or errno.EIO
+        return e.errno or EIO
     try:
-        os.write(fd, value.encode())
+        posix.write(fd, value.encode())
     except OSError as e:
-        return e.errno or errno.EIO
+        return e.errno or EIO
     finally:
-        os.close(fd)
+        posix.close(fd)
     return 0
 
 
+def is_dir(path: str) -> bool:
+    try:
+        return posix.stat(path).st_mode & 0o170000 == 0o040000
+    except OSError:
+        return False
+
+
 def write_error(directory: str, name: str, value: str, err: int) -> CgroupError:
-    message = f"cannot write {value!r} to {directory}/{name}: {os.strerror(err)}"
-    if err == errno.ENOENT:
-        exists = os.path.isdir(directory)
+    message = f"cannot write {value!r} to {directory}/{name}: {posix.strerror(err)}"
+    if err == ENOENT:
+        exists = is_dir(directory)
         message += " (this kernel does not provide that file)" if exists else " (no such cgroup)"
     return CgroupError(message)
 
@@ -88,19 +96,19 @@ def write(directory: str, name: str, value: str) -> None:
 def mkdirs(directory: str, root: str) -> int:
     """mkdir directory and its missing parents below root; how many levels were made."""
     try:
-        os.mkdir(directory, 0o755)
+        posix.mkdir(directory, 0o755)
         return 1
     except FileExistsError:
         return 0
     except FileNotFoundError:
-        parent = os.path.dirname(directory)
+        parent = directory.rpartition("/")[0]
         if len(parent) <= len(root):
             raise CgroupError(f"cannot create {directory}: {root} does not exist") from None
     except OSError as e:
         raise CgroupError(f"cannot create {directory}: {e.strerror}") from None
     made = mkdirs(parent, root)
     try:
-        os.mkdir(directory, 0o755)
+        posix.mkdir(directory, 0o755)
     except FileExistsError:  # made meanwhile by someone else
         return made
     except OSError as e:

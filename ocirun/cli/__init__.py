@@ -6,7 +6,7 @@ every short-lived `ocirun` process imports just what its command needs.
 """
 
 import gc
-import os
+import posix  # not os: importing os costs a light command a sixth of its time
 import sys
 
 from ocirun import OCI_VERSION, __version__
@@ -113,7 +113,7 @@ def entry() -> None:
             stream.flush()
         except (OSError, ValueError):  # closed or gone, as Python's own exit would find it
             code = code or 120
-    os._exit(code)
+    posix._exit(code)
 
 
 def one_id(args: list[str]) -> str:

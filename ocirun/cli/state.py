@@ -5,12 +5,12 @@ OPTIONS = []
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
-    import os
+    import posix
 
     from ocirun import jsonio
     from ocirun.cli import one_id
     from ocirun.state import Container
 
     container = Container.load(ctx.root, one_id(args))
-    os.write(1, (jsonio.dumps_pretty(container.oci_state()) + "\n").encode())
+    posix.write(1, (jsonio.dumps_pretty(container.oci_state()) + "\n").encode())
     return 0
