@@ -14,6 +14,7 @@ from ocirun.errors import InvalidState, OcirunError, SetupError
 from ocirun.state import (
     CREATED,
     PAUSED,
+    PROGRESS_FILE,
     RUNNING,
     STATE_FILE,
     STOPPED,
@@ -21,6 +22,7 @@ from ocirun.state import (
     Lock,
     check_id,
     locked,
+    proc_stat,
 )  # fmt: skip
 
 
@@ -245,17 +247,48 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 
 def _remove_unfinished(root: str, container_id: str) -> None:
-    """The state dir of a create that was killed before it wrote state.json (under the lock,
-    so never one still being created): without it the id could not be used again."""
+    """A create that was killed before it wrote state.json (under the lock, so never one still
+    being created): undo what its progress record lists, then remove its state dir, without
+    which the id could not be used again."""
     from ocirun.teardown import remove_state_dir
 
     state_dir = os.path.join(root, check_id(container_id))
     try:
         with Lock(state_dir):
-            if not os.path.exists(os.path.join(state_dir, STATE_FILE)):
-                remove_state_dir(state_dir)
+            if os.path.exists(os.path.join(state_dir, STATE_FILE)):
+                return
+            _undo_progress(os.path.join(state_dir, PROGRESS_FILE))
+            remove_state_dir(state_dir)
     except OcirunError:
         pass  # no such container at all
+
+
+def _undo_progress(path: str) -> None:
+    """Kill the init a killed create left (if it is still that process), every process in its
+    cgroup, unmount its host mounts and remove the cgroup."""
+    from ocirun import cgroups, jsonio
+    from ocirun.teardown import destroy_cgroup, kill_and_wait, unmount_all
+
+    try:
+        progress = jsonio.load_file(path)
+        pid, start_time = progress["pid"], progress["init_start_time"]
+        cgroup_path, host_mounts = progress["cgroup_path"], progress["host_mounts"]
+    except FileNotFoundError:
+        return  # killed before it made anything
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SetupError(f"{path}: cannot read the record of an unfinished create: {exc}") from None
+    stat = proc_stat(pid) if pid else None
+    if stat is not None and stat[1] == start_time:
+        kill_and_wait(pid)
+    try:
+        cgroup = cgroups.open_existing(cgroup_path)
+        for member in cgroup.pids():
+            kill_and_wait(member)
+    except (OcirunError, OSError):
+        cgroup = None  # never made
+    unmount_all(host_mounts)
+    if cgroup is not None:
+        destroy_cgroup(cgroup)
 
 
 def destroy(container: Container, status: str) -> None:

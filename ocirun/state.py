@@ -11,6 +11,9 @@ from ocirun import OCI_VERSION, jsonio
 from ocirun.errors import ContainerNotFound, UsageError
 
 STATE_FILE = "state.json"
+# what a create still under way has made (pid, cgroup, host mounts), for `delete --force` to
+# undo should that create be killed before it writes state.json
+PROGRESS_FILE = "progress.json"
 EXEC_FIFO = "exec.fifo"
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"

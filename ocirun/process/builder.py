@@ -4,7 +4,7 @@ of whatever was done when a step fails."""
 
 import os
 
-from ocirun import OCI_VERSION, cgroups, hooks, security
+from ocirun import OCI_VERSION, cgroups, hooks, jsonio, security
 from ocirun import config as cfg
 from ocirun.errors import ContainerExists, SetupError
 from ocirun.process import protocol
@@ -12,12 +12,14 @@ from ocirun.process.protocol import HOOKS, MOUNT, PID, READY, USERNS, Channel
 from ocirun.state import (
     CREATING,
     EXEC_FIFO,
+    PROGRESS_FILE,
     STOPPED,
     Container,
     Lock,
     check_id,
     proc_stat,
     rfc3339_now,
+    write_atomically,
     write_pid_file,
 )  # fmt: skip
 
@@ -98,6 +100,7 @@ class Builder:
         from ocirun.process.stage1 import fork_init
 
         os.mkfifo(os.path.join(self.state_dir, EXEC_FIFO), 0o622)
+        self._save_progress()
         self.cgroup.create()
         self.cgroup_created = True
         self.cgroup.apply(self.spec.linux.get("resources") or {})
@@ -145,6 +148,7 @@ class Builder:
                 word, details = messages.next()
                 if word == MOUNT:  # no answer
                     self.host_mounts.append(details)
+                    self._save_progress()
                     continue
                 if word == READY:
                     return
@@ -153,6 +157,7 @@ class Builder:
                 elif word == PID:
                     pid, _, joined = details.partition(" ")
                     self.init_pid = int(pid)
+                    self._save_progress()
                     if joined == "move":  # while the init mounts; done before its CGROUP
                         channel.send(protocol.GO)
                         entry.move_into_cgroup2(self.init_pid)
@@ -183,9 +188,18 @@ class Builder:
         }  # fmt: skip
         container = Container(root, self.id, data)
         container.save()
+        os.unlink(os.path.join(self.state_dir, PROGRESS_FILE))
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
         return container
+
+    def _save_progress(self) -> None:
+        """Record what there is to undo so far: a create killed before _record leaves it for
+        `delete --force` (container.remove_unfinished)."""
+        stat = proc_stat(self.init_pid) if self.init_pid else None
+        progress = {"pid": self.init_pid, "init_start_time": stat[1] if stat else 0,
+                    "cgroup_path": self.cgroup.path, "host_mounts": self.host_mounts}  # fmt: skip
+        write_atomically(os.path.join(self.state_dir, PROGRESS_FILE), jsonio.dumps(progress), 0o600)
 
     def tear_down(self) -> None:
         """Undo a failed create: the init, host mounts, cgroup, state dir; then poststop hooks."""
