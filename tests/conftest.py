@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 from helpers import (
+    CGROUP_PREFIX,
     REPO,
     Bundle,
     Runtime,
@@ -34,9 +35,6 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if CONTAINER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.container)
-
-
-CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
 
 
 @pytest.fixture(scope="session")

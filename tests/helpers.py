@@ -11,6 +11,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OCIRUN = str(REPO / ".venv" / "bin" / "ocirun")
+# every test cgroup goes below this (removed at the end of the session by conftest.py)
+CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
 
 
 def default_config(rootfs: str, args: list[str], cgroups_path: str) -> dict:

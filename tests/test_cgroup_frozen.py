@@ -8,8 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CGROUP_PREFIX
-from helpers import Runtime
+from helpers import CGROUP_PREFIX, Runtime
 
 RUNC = "/usr/sbin/runc"
 CGROUP = Path("/sys/fs/cgroup")

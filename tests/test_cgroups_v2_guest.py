@@ -15,8 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CGROUP_PREFIX
-from helpers import Runtime
+from helpers import CGROUP_PREFIX, Runtime
 from test_cgroup_frozen import frozen_cgroup, refused_quickly, thaw_and_remove
 
 pytestmark = pytest.mark.guest
