@@ -35,7 +35,8 @@ def _v1_frozen(directory: str) -> bool:
 def refuse_frozen(directories: list[tuple[str, str]]) -> None:
     """create's check, as runc's: a process forked into a frozen cgroup never runs, so create
     would wait for the container's init forever. directories: ("1" or "2", cgroup directory).
-    Also refuses a cgroup frozen through a frozen ancestor (runc lets that one hang)."""
+    Also refuses a cgroup frozen through a frozen ancestor (runc lets that one hang). A kernel
+    without the cgroup2 freezer has neither cgroup.freeze nor "frozen" in cgroup.events."""
     for version, directory in directories:
         if version == "1":
             state = read(directory, "freezer.state").strip()
@@ -45,9 +46,9 @@ def refuse_frozen(directories: list[tuple[str, str]]) -> None:
             why = f"{directory}/freezer.state is {state}"
             if self_freezing is not None and self_freezing.strip() == "0":
                 why += ", frozen with an ancestor cgroup"
-        elif read(directory, "cgroup.freeze").strip() == "1":
+        elif (read_optional(directory, "cgroup.freeze") or "").strip() == "1":
             why = f"{directory}/cgroup.freeze is 1"
-        elif "frozen 1" in read(directory, "cgroup.events").split("\n"):
+        elif "frozen 1" in (read_optional(directory, "cgroup.events") or "").split("\n"):
             why = f"{directory} is frozen with an ancestor cgroup (cgroup.events: frozen 1)"
         else:
             continue
