@@ -36,8 +36,8 @@ def create(root_fd: int, dev: dict, bind: bool, on_mount, strict: bool = True) -
     if bind:
         target_fd = paths.ensure_file(root_fd, path)
         try:
+            on_mount(os.readlink(paths.fd_path(target_fd)))  # announced before it is made
             sc.mount(path, paths.fd_path(target_fd), None, sc.MS_BIND)
-            on_mount(os.readlink(paths.fd_path(target_fd)))
         finally:
             os.close(target_fd)
         return

@@ -96,6 +96,8 @@ class Rootfs:
 
     def _do_mount(self, source, target_fd: int, fstype, flags: int, data) -> None:
         target = paths.fd_path(target_fd)
+        if self.on_host_mount and not self.new_mountns:  # announced before it is made
+            self.on_host_mount(os.readlink(target))
         if fstype == "sysfs":
             try:
                 sc.mount(source, target, fstype, flags, data)
@@ -103,8 +105,6 @@ class Rootfs:
                 sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
         else:
             sc.mount(source, target, fstype, flags & ~sc.MS_REMOUNT, data)
-        if self.on_host_mount and not self.new_mountns:
-            self.on_host_mount(os.readlink(target))
 
     def _after_mount(self, dest: str, opts: MountOptions, is_bind: bool) -> None:
         """Remount a bind with its other flags, then propagation and recursive attributes."""

@@ -146,9 +146,10 @@ class Builder:
         try:
             while True:
                 word, details = messages.next()
-                if word == MOUNT:  # no answer
+                if word == MOUNT:  # recorded before the init makes it
                     self.host_mounts.append(details)
                     self._save_progress()
+                    channel.send(protocol.GO)
                     continue
                 if word == READY:
                     return

@@ -32,9 +32,12 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     spec, ns = plan.spec, plan.namespaces
     if spec.new_namespace("network"):
         sc.interface_up("lo")
-    rootfs = Rootfs(plan.config, plan.bundle, plan.rootfs, new_mountns="mount" in ns,
+    host_mounts = "mount" not in ns  # the config's mounts land in the host's namespace
+    if via_stage1 and host_mounts:
+        channel.wait_go()  # PID's answer, before the GO that each host mount waits for
+    rootfs = Rootfs(plan.config, plan.bundle, plan.rootfs, new_mountns=not host_mounts,
                     in_userns="user" in ns,
-                    on_host_mount=lambda path: channel.send(f"{MOUNT} {path}"),
+                    on_host_mount=lambda path: _announce_host_mount(channel, path),
                     idmap_trees=plan.idmap_trees)  # fmt: skip
     rootfs.prepare()
     mounts = spec.mounts
@@ -43,7 +46,7 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     )
     for i in range(first_cgroup):
         rootfs.mount(mounts[i], i)
-    if via_stage1:
+    if via_stage1 and not host_mounts:
         # (read this late: the answer is there by now) the parent knows our pid, and has moved
         # us into the cgroup2 cgroup where stage 1 could not fork us into it
         channel.wait_go()
@@ -88,6 +91,13 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
 
     wait_for_start(plan)
     program.execute(path, plan.process, plan.linux, plan.preserve_fds, plan.umask)
+
+
+def _announce_host_mount(channel: Channel, path: str) -> None:
+    """Before a mount in the host's namespace: the parent records it, so that a create killed
+    from here on leaves delete --force the path to unmount, and answers GO."""
+    channel.send(f"{MOUNT} {path}")
+    channel.wait_go()
 
 
 def _parent_hooks(plan: Plan) -> bool:

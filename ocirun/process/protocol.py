@@ -15,8 +15,9 @@ so the parent never waits for a message that cannot come.
     HOOKS  "hooks"            the mounts are there: the parent moves netDevices and runs the
                               prestart and createRuntime hooks, then GO
     READY  "ready"            the init waits on the exec fifo: create is done
-    MOUNT  "mount PATH"       (at any time, no answer) a mount made in the host's namespace,
-                              for delete to undo
+    MOUNT  "mount PATH"       (at any time) the init is about to mount PATH in the host's
+                              namespace: the parent records it for delete to undo (in the
+                              progress record first, should create be killed), then GO
     ERROR  "error MESSAGE"    (at any time) the stage failed; the parent reports MESSAGE
 
 USERNS and PID come only through stage 1, CGROUP only with a new cgroup namespace, HOOKS only
