@@ -8,10 +8,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CGROUP_PREFIX
 from helpers import Runtime
 
 RUNC = "/usr/sbin/runc"
+CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"  # conftest's: its session end removes it
 CGROUP = Path("/sys/fs/cgroup")
 
 

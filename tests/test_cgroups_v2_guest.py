@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CGROUP_PREFIX
 from helpers import Runtime
 from test_cgroup_frozen import frozen_cgroup, refused_quickly, thaw_and_remove
 
@@ -23,6 +22,7 @@ pytestmark = pytest.mark.guest
 
 ROOT = Path("/sys/fs/cgroup")
 RUNC = "/usr/sbin/runc"
+CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"  # conftest's: its session end removes it
 DISK = "/dev/ubda"  # the guest's block device (98:0)
 MiB = 1 << 20
 
