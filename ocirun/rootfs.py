@@ -132,7 +132,7 @@ class Rootfs:
         target_fd = paths.mkdir_all(self.root_fd, dest)
         try:
             if len(sources) == 1 and sources[0][0] == "":
-                self._mount_cgroup2(sources[0][1], target_fd, flags)
+                self._mount_cgroup2(dest, sources[0][1], target_fd, flags)
                 return
             self._do_mount("tmpfs", target_fd, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
         finally:
@@ -162,12 +162,16 @@ class Rootfs:
         finally:
             os.close(fd)
 
-    def _mount_cgroup2(self, host_dir: str, target_fd: int, flags: int) -> None:
+    def _mount_cgroup2(self, dest: str, host_dir: str, target_fd: int, flags: int) -> None:
         try:
             self._do_mount("cgroup2", target_fd, "cgroup2", flags, None)
         except PermissionError:  # no cgroup namespace of our own: bind our cgroup from the host
             self._do_mount(host_dir, target_fd, None, sc.MS_BIND | sc.MS_REC, None)
-            _remount(paths.fd_path(target_fd), sc.MS_BIND | flags)
+            fd = paths.open_in_root(self.root_fd, dest)  # target_fd is the covered directory
+            try:
+                _remount(paths.fd_path(fd), sc.MS_BIND | flags)
+            finally:
+                os.close(fd)
 
     def setup_dev(self) -> None:
         """Default devices, config devices, /dev/ptmx and the /dev/fd, stdio links."""

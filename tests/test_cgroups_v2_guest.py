@@ -303,6 +303,28 @@ def test_cgroup_namespace_and_cgroup2_mount_inside(runtime, make_bundle, cid):
     assert lines[2].split()[1:3] == ["/sys/fs/cgroup", "cgroup2"]
 
 
+def test_user_namespace_without_cgroup_namespace_binds_the_cgroup(runtime, make_bundle, cid):
+    """The kernel refuses a cgroup2 mount in a user namespace without a cgroup namespace of
+    its own (EPERM): ocirun binds the container's cgroup at /sys/fs/cgroup, read-only; runc
+    1.1 binds the whole hierarchy (its root has no pids.max)."""
+    script = "grep ' /sys/fs/cgroup ' /proc/self/mounts; cat /sys/fs/cgroup/pids.max"
+    bundle = make_bundle(["sh", "-c", script])
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"hostID": 0, "containerID": 0, "size": 65536}]
+    linux["gidMappings"] = [{"hostID": 0, "containerID": 0, "size": 65536}]
+    linux["resources"]["pids"] = {"limit": 13}
+    result = run_to_end(runtime, bundle, cid)
+    mount = result.stdout.splitlines()[0].split()
+    assert mount[1:3] == ["/sys/fs/cgroup", "cgroup2"], result
+    assert "ro" in mount[3].split(",")
+    if runtime.binary == RUNC:
+        assert "pids.max" in result.stderr, result
+    else:
+        assert result.returncode == 0, result
+        assert result.stdout.splitlines()[1] == "13"
+
+
 def test_unified_keys(runtime, make_bundle, cid):
     bundle = make_bundle(["sleep", "100"])
     bundle.config["linux"]["resources"]["unified"] = {

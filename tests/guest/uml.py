@@ -195,7 +195,9 @@ def _session_members(sid: int) -> set[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid:  # fields after the name: state, ppid, pgrp, session
+        # fields after the name: state, ppid, pgrp, session; a zombie is dead already (its
+        # new parent reaps it when it gets to it)
+        if int(fields[3]) == sid and fields[0] != "Z":
             members.add(int(entry))
     return members
 
