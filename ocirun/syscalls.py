@@ -1,17 +1,73 @@
-"""The one module of raw Linux calls: thin ctypes wrappers over libc and syscall(2).
+"""The one module of raw Linux calls: thin wrappers over libc and syscall(2) through _ctypes.
 
 Each wrapper raises OSError with errno and a message naming the call and its path. Everything
 the os module already offers (setresuid, setgroups, mknod, umask, ...) is used from there.
 """
 
-import ctypes
+# What this module needs of ctypes, made from its C core `_ctypes` as ctypes itself makes it:
+# `import ctypes` defines some sixty classes, ~6.5 M instructions (~2 ms) of every create here.
+import _ctypes
 import os
+from _ctypes import (
+    FUNCFLAG_CDECL,
+    FUNCFLAG_PYTHONAPI,
+    FUNCFLAG_USE_ERRNO,
+    Structure,
+    byref,
+    get_errno,
+    sizeof,
+)
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class c_uint64(_ctypes._SimpleCData):
+    _type_ = "Q"
+
+
+c_int32, c_uint32 = c_int, c_uint
+
+
+class _Library:
+    """ctypes.CDLL(None) (or PyDLL, with FUNCFLAG_PYTHONAPI): the process's own symbols, each
+    looked up once as a function returning c_int (ctypes' default), errno saved (use_errno)."""
+
+    _handle = _ctypes.dlopen(None, 0)  # RTLD_LOCAL, ctypes' default mode
+
+    def __init__(self, flags: int) -> None:
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = flags
+            _restype_ = c_int
+
+        self._function = Function
+
+    def __getattr__(self, name: str):
+        function = self._function((name, self))
+        setattr(self, name, function)
+        return function
+
+
+_libc = _Library(FUNCFLAG_CDECL | FUNCFLAG_USE_ERRNO)
+_pythonapi = _Library(FUNCFLAG_CDECL | FUNCFLAG_PYTHONAPI)  # _pythonapi: the GIL stays held
 _syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_syscall_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall  # for clone3: see fork_into
-_syscall_holding_gil.restype = ctypes.c_long
+_syscall.restype = c_long
+# for clone3: see fork_into
+_syscall_holding_gil = _Library(FUNCFLAG_CDECL | FUNCFLAG_PYTHONAPI | FUNCFLAG_USE_ERRNO).syscall
+_syscall_holding_gil.restype = c_long
 
 # syscall numbers of the calls libc may not wrap, per architecture
 _NR = {
@@ -92,8 +148,8 @@ CLONE_INTO_CGROUP = 0x200000000
 SIGCHLD = 17  # x86_64 and aarch64
 
 
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
+class _CloneArgs(Structure):
+    _fields_ = [(name, c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
         "set_tid", "set_tid_size", "cgroup",
     )]  # fmt: skip
@@ -110,7 +166,7 @@ def write_file(path: str, text: str) -> None:
 
 def _check(result: int, call: str, path: object = None) -> int:
     if result < 0:
-        err = ctypes.get_errno()
+        err = get_errno()
         where = f"{call} {path}" if path is not None else call
         raise OSError(err, f"{where}: {os.strerror(err)}")
     return result
@@ -127,7 +183,7 @@ def syscall(name: str, *args: object) -> int:
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:  # fmt: skip
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), c_ulong(flags), _b(data)),
            "mount", target)  # fmt: skip
 
 
@@ -147,20 +203,20 @@ def fork_into(cgroup_fd: int, clone_flags: int = 0) -> int:
     5.3, E2BIG or EINVAL before 5.7 (no CLONE_INTO_CGROUP), EACCES or EPERM when the caller
     may not move processes into that cgroup.
     """
-    tid_address = ctypes.c_uint64()
-    _check(_libc.prctl(PR_GET_TID_ADDRESS, ctypes.byref(tid_address), 0, 0, 0), "prctl")
+    tid_address = c_uint64()
+    _check(_libc.prctl(PR_GET_TID_ADDRESS, byref(tid_address), 0, 0, 0), "prctl")
     args = _CloneArgs(
         flags=CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | clone_flags
               | (CLONE_INTO_CGROUP if cgroup_fd >= 0 else 0),
         child_tid=tid_address.value, exit_signal=SIGCHLD, cgroup=max(cgroup_fd, 0),
     )  # fmt: skip
-    python = ctypes.pythonapi
+    python = _pythonapi
     python.PyOS_BeforeFork()
-    pid = _syscall_holding_gil(_NR["clone3"], ctypes.byref(args), ctypes.sizeof(args))
+    pid = _syscall_holding_gil(_NR["clone3"], byref(args), sizeof(args))
     if pid == 0:
         python.PyOS_AfterFork_Child()
         return 0
-    err = ctypes.get_errno()
+    err = get_errno()
     python.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(err, f"clone3: {os.strerror(err)}")
@@ -190,51 +246,51 @@ def setdomainname(name: str) -> None:
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    args = (ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5))
+    args = (c_ulong(a) for a in (arg2, arg3, arg4, arg5))
     return _check(_libc.prctl(option, *args), "prctl")
 
 
-class _Rlimit(ctypes.Structure):
-    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+class _Rlimit(Structure):
+    _fields_ = [("cur", c_uint64), ("max", c_uint64)]
 
 
 def setrlimit(resource: int, soft: int, hard: int) -> None:
     """prlimit(2) on ourselves (the resource module is one more shared library to load)."""
     limit = _Rlimit(soft, hard)
-    _check(_libc.prlimit(0, resource, ctypes.byref(limit), None), "prlimit")
+    _check(_libc.prlimit(0, resource, byref(limit), None), "prlimit")
 
 
 def personality(persona: int) -> None:
-    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+    _check(_libc.personality(c_ulong(persona)), "personality")
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
-    _check(_syscall(_NR["close_range"], first, ctypes.c_uint(last), flags), "close_range")
+    _check(_syscall(_NR["close_range"], first, c_uint(last), flags), "close_range")
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]  # fmt: skip
+class _OpenHow(Structure):
+    _fields_ = [("flags", c_uint64), ("mode", c_uint64),
+                ("resolve", c_uint64)]  # fmt: skip
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
     return _check(
-        _syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)),
+        _syscall(_NR["openat2"], dirfd, _b(path), byref(how), sizeof(how)),
         "openat2", path,
     )  # fmt: skip
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]  # fmt: skip
+class _MountAttr(Structure):
+    _fields_ = [("attr_set", c_uint64), ("attr_clr", c_uint64),
+                ("propagation", c_uint64), ("userns_fd", c_uint64)]  # fmt: skip
 
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
                   propagation: int = 0, userns_fd: int = 0) -> None:  # fmt: skip
     attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    _check(_syscall(_NR["mount_setattr"], dirfd, _b(path), flags, ctypes.byref(attr),
-                    ctypes.sizeof(attr)), "mount_setattr", path)  # fmt: skip
+    _check(_syscall(_NR["mount_setattr"], dirfd, _b(path), flags, byref(attr),
+                    sizeof(attr)), "mount_setattr", path)  # fmt: skip
 
 
 def open_tree(dirfd: int, path: str, flags: int) -> int:
@@ -247,13 +303,13 @@ def move_mount(from_fd: int, to_fd: int) -> None:
     _check(_syscall(_NR["move_mount"], from_fd, b"", to_fd, b"", flags), "move_mount")
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(Structure):
+    _fields_ = [("version", c_uint32), ("pid", c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]  # fmt: skip
+class _CapData(Structure):
+    _fields_ = [("effective", c_uint32), ("permitted", c_uint32),
+                ("inheritable", c_uint32)]  # fmt: skip
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -268,35 +324,35 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_syscall(_NR["capset"], ctypes.byref(header), data), "capset")
+    _check(_syscall(_NR["capset"], byref(header), data), "capset")
 
 
 def ioprio_set(ioclass: int, priority: int) -> None:
     _check(_syscall(_NR["ioprio_set"], 1, 0, (ioclass << 13) | priority), "ioprio_set")
 
 
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
-                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
-                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
-                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]  # fmt: skip
+class _SchedAttr(Structure):
+    _fields_ = [("size", c_uint32), ("sched_policy", c_uint32),
+                ("sched_flags", c_uint64), ("sched_nice", c_int32),
+                ("sched_priority", c_uint32), ("sched_runtime", c_uint64),
+                ("sched_deadline", c_uint64), ("sched_period", c_uint64)]  # fmt: skip
 
 
 def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int,
                   deadline: int, period: int) -> None:  # fmt: skip
-    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+    attr = _SchedAttr(sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
                       deadline, period)  # fmt: skip
-    _check(_syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0), "sched_setattr")
+    _check(_syscall(_NR["sched_setattr"], 0, byref(attr), 0), "sched_setattr")
 
 
 def set_mempolicy(mode: int, nodes: set[int]) -> None:
     """The NUMA memory policy of this thread (inherited by children, kept across execve)."""
     bits = 64 * (max(nodes, default=0) // 64 + 1)
-    words = (ctypes.c_ulong * (bits // 64))()
+    words = (c_ulong * (bits // 64))()
     for node in nodes:
         words[node // 64] |= 1 << (node % 64)
     mask = words if nodes else None
-    _check(_syscall(_NR["set_mempolicy"], mode, mask, ctypes.c_ulong(bits + 1 if nodes else 0)),
+    _check(_syscall(_NR["set_mempolicy"], mode, mask, c_ulong(bits + 1 if nodes else 0)),
            "set_mempolicy")  # fmt: skip
 
 
