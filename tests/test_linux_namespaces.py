@@ -108,6 +108,22 @@ def test_user_namespace_with_a_mapped_non_root_user(ocirun, make_bundle, cid, us
     assert run_probe(ocirun, bundle, cid, "id -u; id -g") == "1000\n1000\n"
 
 
+def test_user_namespace_with_oom_score_adj_in_the_init_and_in_exec(
+    ocirun, make_bundle, cid, userns_rootfs
+):
+    """/proc/self/oom_score_adj belongs to an unmapped uid inside a new user namespace: it is
+    written before entering it, as runc does (docker --userns-remap sets oomScoreAdj 0)."""
+    bundle = make_bundle(["sh", "-c", "cat /proc/self/oom_score_adj; sleep 60"])
+    add_userns(bundle.config, userns_rootfs)
+    bundle.config["process"]["oomScoreAdj"] = 123
+    ocirun("run", "-d", "-b", bundle.write(), cid, check=True)
+    exec_out = ocirun("exec", cid, "cat", "/proc/self/oom_score_adj", check=True).stdout
+    assert exec_out.strip() == "123"
+    ocirun("delete", "--force", cid, check=True)
+    bundle.config["process"]["args"] = ["cat", "/proc/self/oom_score_adj"]
+    assert ocirun("run", "-b", bundle.write(), cid, check=True).stdout.strip() == "123"
+
+
 @pytest.mark.skipif(not has_ns("time"), reason="no time namespaces on this kernel")
 def test_time_namespace_offsets_apply_to_the_first_process(ocirun, make_bundle, cid):
     bundle = make_bundle()

@@ -114,6 +114,7 @@ def _reap(pid: int) -> None:
 def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Channel,
             entry) -> None:  # fmt: skip
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # until execve: no ptrace, no /proc access from inside
+    security.write_oom_score_adj(process)  # as the host's root: a user namespace may not
     entry.join_v1()
     entry.join_memory()
     entry.close()
@@ -138,5 +139,4 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
     os.chdir(process["cwd"])
     path = program.find_program(process)
     security.apply_rlimits(process)
-    security.write_oom_score_adj(process)
     program.execute(path, process, Config(container.config).linux, opts.preserve_fds, 0o022)

@@ -70,7 +70,8 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
         sc.sethostname(plan.config["hostname"])
     if plan.config.get("domainname") is not None and "uts" in plan.namespaces:
         sc.setdomainname(plan.config["domainname"])
-    security.write_oom_score_adj(plan.process)
+    if not via_stage1:  # (else stage 1 has, before entering any namespace)
+        security.write_oom_score_adj(plan.process)
     if hooks.has(plan.config, "startContainer"):
         import subprocess  # noqa: F401  (the host's Python library is out of reach after pivot)
     rootfs.enter(plan.no_pivot)

@@ -15,7 +15,7 @@ subreaper (containerd's shim, conmon). The messages are in process/protocol.py.
 import gc
 import os
 
-from ocirun import namespaces
+from ocirun import namespaces, security
 from ocirun import syscalls as sc
 from ocirun.namespaces import NAMESPACE_FLAGS
 from ocirun.process import init
@@ -73,6 +73,8 @@ def _give_exec_fifo_to_container(plan: Plan) -> None:
 def stage1(plan: Plan, channel: Channel) -> None:
     """Set up the namespaces the init cannot be born in, fork it, report its pid, exit."""
     ns = plan.namespaces
+    # as the host's root: in a user namespace /proc/self/oom_score_adj is not ours to write
+    security.write_oom_score_adj(plan.process)
     if _wants_idmap(plan.spec.mounts):
         from ocirun import idmapped_mounts
 
