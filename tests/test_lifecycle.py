@@ -166,6 +166,18 @@ def test_missing_program_fails_create_and_leaves_nothing(ocirun, make_bundle, ci
     assert not cgroup_dirs(bundle.config["linux"]["cgroupsPath"])
 
 
+@pytest.mark.parametrize("program", ["/etc/passwd", "/tmp"])
+def test_a_program_that_is_no_executable_fails_create_with_permission_denied(
+    ocirun, make_bundle, cid, program
+):
+    """As runc (Go's LookPath): docker maps "permission denied" to exit 126, a missing
+    program to 127."""
+    result = ocirun("create", "-b", make_bundle([program]).write(), cid)
+    assert result.returncode == 1
+    assert f'exec: "{program}": permission denied' in result.stderr
+    assert ocirun.ids() == []
+
+
 def test_failure_is_logged_as_json_line(ocirun, make_bundle, cid, tmp_path):
     log = tmp_path / "log.json"
     bundle = make_bundle(["no-such-program"])

@@ -30,7 +30,9 @@ def find_program(process: dict) -> str:
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    if "/" in name:
+    if "/" in name:  # Go's exec.LookPath, whose words runc passes on (and managers map)
+        if os.path.lexists(candidates[0]):  # a directory, or not executable
+            raise SetupError(f'exec: "{name}": permission denied')
         raise SetupError(f'exec: "{name}": stat {name}: no such file or directory')
     raise SetupError(f'exec: "{name}": executable file not found in $PATH')
 
