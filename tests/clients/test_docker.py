@@ -352,16 +352,9 @@ def subordinate_start(name: str) -> int:
 
 @pytest.fixture
 def remapped_docker(remapped_dockerd, runtime, request):
-    if runtime.name == "ocirun":
-        request.applymarker(pytest.mark.xfail(reason=OOM_SCORE_ADJ_IN_USERNS))
     client = Docker(remapped_dockerd, runtime, prefix(request, runtime))
     yield client
     client.remove_all()
-
-
-# ocirun's init writes process.oomScoreAdj (docker gives 0) from inside the new user namespace,
-# where /proc/self/oom_score_adj belongs to an unmapped uid: EACCES; runc writes it before
-OOM_SCORE_ADJ_IN_USERNS = "ocirun writes oom_score_adj inside the user namespace: EACCES"
 
 
 def test_userns_remap(remapped_docker, workdir):
@@ -390,15 +383,7 @@ def test_missing_command(docker):
     assert docker("exec", name, "/nonexistent", check=False).returncode == 126
 
 
-# ocirun says `exec: "/etc/passwd": stat /etc/passwd: no such file or directory` for a file
-# that is there but not executable (or a directory), where runc says `exec: "/etc/passwd":
-# permission denied`: docker run exits 127 instead of 126
-NOT_EXECUTABLE_SAYS_MISSING = "ocirun reports a non-executable program as missing"
-
-
-def test_unexecutable_command(docker, request):
-    if docker.runtime.name == "ocirun":
-        request.applymarker(pytest.mark.xfail(reason=NOT_EXECUTABLE_SAYS_MISSING))
+def test_unexecutable_command(docker):
     for program in ("/etc/passwd", "/tmp"):
         proc = docker.run(program, check=False)
         assert proc.returncode == 126, proc.stderr
