@@ -169,7 +169,7 @@ def test_time_offsets_without_a_time_namespace_are_refused(ocirun, make_bundle, 
 def test_which_configs_get_their_init_from_one_clone3(namespaces, extra, direct):
     """Stage 1 is skipped only where one clone3 can make every namespace (process/stage1.py)."""
     from ocirun.config import Config
-    from ocirun.process.plan import Plan
+    from ocirun.process.init import Plan
     from ocirun.process.stage1 import _can_fork_directly
 
     config = {"process": {}, "linux": {"namespaces": namespaces}, **extra}

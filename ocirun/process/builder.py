@@ -96,7 +96,7 @@ class Builder:
         return state
 
     def build(self, root: str) -> Container:
-        from ocirun.process.plan import Plan
+        from ocirun.process.init import Plan
         from ocirun.process.stage1 import fork_init
 
         os.mkfifo(os.path.join(self.state_dir, EXEC_FIFO), 0o622)

@@ -19,7 +19,7 @@ from ocirun import namespaces, security
 from ocirun import syscalls as sc
 from ocirun.namespaces import NAMESPACE_FLAGS
 from ocirun.process import init
-from ocirun.process.plan import Plan
+from ocirun.process.init import Plan
 from ocirun.process.protocol import PID, USERNS, Channel, run_child
 from ocirun.state import EXEC_FIFO
 
