@@ -45,9 +45,9 @@ def refuse_frozen(directories: list[tuple[str, str]]) -> None:
             why = f"{directory}/freezer.state is {state}"
             if self_freezing is not None and self_freezing.strip() == "0":
                 why += ", frozen with an ancestor cgroup"
-        elif read(directory, "cgroup.freeze").strip() == "1":
-            why = f"{directory}/cgroup.freeze is 1"
-        elif "frozen 1" in read(directory, "cgroup.events").split("\n"):
+        elif (read_optional(directory, "cgroup.freeze") or "").strip() == "1":
+            why = f"{directory}/cgroup.freeze is 1"  # (no such file before Linux 5.2: no freezer)
+        elif "frozen 1" in (read_optional(directory, "cgroup.events") or "").split("\n"):
             why = f"{directory} is frozen with an ancestor cgroup (cgroup.events: frozen 1)"
         else:
             continue
