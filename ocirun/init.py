@@ -206,8 +206,8 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     channel.send("ready")
     channel.close()
 
-    wait_for_start(plan)
-    execute(plan, program)
+    fifo = wait_for_start(plan)
+    execute(plan, program, fifo)
 
 
 def _parent_hooks(plan: Plan) -> bool:
@@ -263,8 +263,9 @@ def find_program(process: dict) -> str:
     raise SetupError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def wait_for_start(plan: Plan) -> None:
-    """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start."""
+def wait_for_start(plan: Plan) -> int:
+    """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start,
+    or return the fifo when the report waits for the seccomp filter's listener."""
     fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
     os.close(plan.state_dir_fd)
     try:
@@ -272,17 +273,25 @@ def wait_for_start(plan: Plan) -> None:
     except BaseException as exc:
         os.write(fifo, f"error {describe(exc)}".encode())
         os._exit(1)
+    if security.notifies(plan.linux):
+        return fifo
     os.write(fifo, b"0")
     os.close(fifo)
+    return -1
 
 
-def execute(plan: Plan, program: str) -> None:
+def execute(plan: Plan, program: str, fifo: int = -1) -> None:
     """Process security in the right order, then execve."""
     process = plan.process
     env = environment(process)
     if "HOME" not in env:
         env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
-    security.finish(process, plan.linux, plan.preserve_fds, plan.umask)
+    hand_over = None
+    if fifo >= 0:
+        from ocirun.seccomp_agent import hand_over_through_fifo
+
+        hand_over = hand_over_through_fifo(fifo)
+    security.finish(process, plan.linux, plan.preserve_fds, plan.umask, hand_over)
     os.execve(program, process["args"], env)
 
 

@@ -57,7 +57,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
             run_child(channel.as_child(), _stage1, container, process, opts, channel, entry)
         channel.as_parent()
         try:
-            pid = _converse(channel, stage1, None if joined else entry)
+            pid = _converse(channel, stage1, None if joined else entry, container)
         finally:
             os.waitpid(stage1, 0)
     finally:
@@ -70,7 +70,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     return pid
 
 
-def _converse(channel: Channel, stage1: int, entry) -> int:
+def _converse(channel: Channel, stage1: int, entry, container: Container) -> int:
     """Put stage 1 in the container's cgroup2 cgroup (entry: when clone3 could not), learn
     stage 2's pid, wait for its execve."""
     if entry:
@@ -85,6 +85,12 @@ def _converse(channel: Channel, stage1: int, entry) -> int:
         raise SetupError(rest)
     pid = int(rest)
     message = _read_to_end(channel)
+    if message.startswith("seccomp "):  # stage 2's filter has a listener for an agent
+        from ocirun.seccomp_agent import pass_on_from_exec
+
+        pass_on_from_exec(container, pid, message)  # failing: stage 2 never gets its "go"
+        channel.send("go")
+        message = _read_to_end(channel)
     if message:
         _reap(pid)
         raise SetupError(message.removeprefix("error "))
@@ -145,5 +151,6 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
         env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
     security.apply_rlimits(process)
     security.write_oom_score_adj(process)
-    security.finish(process, container.config.get("linux", {}), opts.preserve_fds, 0o022)
+    security.finish(process, container.config.get("linux", {}), opts.preserve_fds, 0o022,
+                    lambda fd: (channel.send(f"seccomp {fd}"), channel.receive()))  # fmt: skip
     os.execve(program, process["args"], env)

@@ -81,6 +81,8 @@ def check(seccomp: dict) -> None:
                 raise ConfigError(
                     f"{where}.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for the write syscall"
                 )
+    if wants_listener(seccomp):
+        import ocirun.seccomp_agent  # noqa: F401  (now: the init cannot once in the container)
 
 
 def wants_listener(seccomp: dict | None) -> bool:

@@ -222,6 +222,15 @@ def finish(process: dict, linux: dict, preserve_fds: int, umask: int,
         _load_seccomp(seccomp, hand_over_listener)
 
 
+def notifies(linux: dict) -> bool:
+    """Whether the filter has SCMP_ACT_NOTIFY rules, whose listener goes to an agent."""
+    if not linux.get("seccomp"):
+        return False
+    from ocirun.seccomp import wants_listener
+
+    return wants_listener(linux["seccomp"])
+
+
 def _prepare_seccomp(seccomp: dict | None):
     if not seccomp:
         return None
