@@ -17,18 +17,6 @@ SPEC_VERSION = "1.0.2"
 FD_NAME = "seccompFd"
 
 
-def listener_message(fd: int) -> bytes:
-    """What a process that loaded a filter sends upstream: the listener's number."""
-    return f"seccomp {fd}\n".encode()
-
-
-def parse_message(data: bytes) -> int | None:
-    """The listener fd's number in a complete listener message, else None."""
-    if data.startswith(b"seccomp ") and data.endswith(b"\n"):
-        return int(data[8:-1])
-    return None
-
-
 def hand_over_through_fifo(fifo: int):
     """For the init: report the listener through the exec fifo, where `start` reads the
     init's word, then wait until `start` (its only reader) has passed it on and closed it."""

@@ -8,13 +8,18 @@ import os
 import time
 
 from ocirun import OCI_VERSION, jsonio
-from ocirun.errors import ContainerNotFound, UsageError
+from ocirun.errors import ContainerNotFound, CorruptState, UsageError
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 
+# what the commands read from state.json, and its type (ocirun writes all of them)
+_STATE_FIELDS = {
+    "pid": int, "init_start_time": int, "bundle": str, "rootfs": str, "created": str,
+    "cgroup_path": str, "freezer": str, "host_mounts": list, "config": dict,
+}  # fmt: skip
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -56,9 +61,17 @@ class Container:
     def load(cls, root: str, container_id: str) -> "Container":
         check_id(container_id)
         try:
-            data = jsonio.load_file(os.path.join(root, container_id, STATE_FILE))
+            data = jsonio.load_object(os.path.join(root, container_id, STATE_FILE))
         except FileNotFoundError:
             raise ContainerNotFound(f"container does not exist: {container_id}") from None
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise CorruptState(f"container {container_id}: {STATE_FILE}: {reason}") from None
+        for key, kind in _STATE_FIELDS.items():
+            if type(data.get(key)) is not kind:
+                raise CorruptState(
+                    f"container {container_id}: {STATE_FILE}: {key}: missing or not {kind.__name__}"
+                )
         return cls(root, container_id, data)
 
     @property
