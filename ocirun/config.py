@@ -11,11 +11,13 @@ def load(bundle: str) -> dict:
     """Read and parse <bundle>/config.json."""
     path = os.path.join(bundle, "config.json")
     try:
-        return jsonio.load_file(path)
+        return jsonio.load_object(path)
     except FileNotFoundError:
         raise ConfigError(f"config.json: no such file in bundle {bundle}") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"config.json: cannot read: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config.json: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"config.json: {exc}") from None
 
 
 class Config:

@@ -66,6 +66,11 @@ def _release_init(container: Container) -> None:
                 if not chunk:
                     break
                 data += chunk
+                if data.startswith(b"seccomp "):  # the init's filter has a listener for an agent
+                    from ocirun.seccomp_agent import pass_on_from_init
+
+                    data = pass_on_from_init(container, data)
+                    break
             elif not container.init_alive():
                 raise SetupError("container init exited before start")
     finally:

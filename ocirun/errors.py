@@ -23,6 +23,10 @@ class ContainerExists(OcirunError):
     """A container with that id already exists."""
 
 
+class CorruptState(OcirunError):
+    """A container's state.json cannot be read or lacks what ocirun wrote into it."""
+
+
 class InvalidState(OcirunError):
     """The operation is not allowed in the container's current status."""
 

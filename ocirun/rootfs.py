@@ -32,6 +32,7 @@ class Rootfs:
         self.root_fd = -1
         self.new_cgroupns = False  # set by the init once it has unshared a cgroup namespace
         self.idmap_trees = idmap_trees or {}  # mount index -> detached idmapped tree to attach
+        self.readonly_dev: tuple[int, str | None] | None = None  # a /dev to make read-only last
 
     def prepare(self) -> None:
         """Isolate mount propagation and make the rootfs a mount point of its own."""
@@ -62,7 +63,9 @@ class Rootfs:
         source = entry.get("source")
         if opts.flags & sc.MS_REMOUNT:
             return self._remount_existing(dest, opts)
-        if opts.is_bind or fstype == "bind":
+        is_bind = opts.is_bind or fstype == "bind"
+        flags = opts.flags
+        if is_bind:
             source = os.path.join(self.bundle, source or "")
             tree = self.idmap_trees.pop(index, -1)
             if tree >= 0:  # the source may be out of our reach: the tree says what it is
@@ -73,13 +76,23 @@ class Rootfs:
                 target_fd = paths.mountpoint(self.root_fd, dest, paths.is_dir(source))
                 self._do_mount(source, target_fd, None, opts.flags | sc.MS_BIND, None)
         else:
+            if fstype in ("proc", "sysfs"):
+                _refuse_non_directory(self.root_fd, dest, fstype)
             target_fd = paths.mkdir_all(self.root_fd, dest)
             below = _open_dir(target_fd) if opts.copy_up and fstype == "tmpfs" else -1
-            self._do_mount(source or fstype, target_fd, fstype, opts.flags, opts.data or None)
+            if flags & sc.MS_RDONLY and (fstype == "tmpfs" or _is_dev(dest)):
+                # as runc: read-write while /dev gets its nodes and mounts (read-only in
+                # finalize) and a tmpfs its copy-up, read-only right after that
+                flags &= ~sc.MS_RDONLY
+                if _is_dev(dest):
+                    self.readonly_dev = (flags | sc.MS_RDONLY, opts.data or None)
+            self._do_mount(source or fstype, target_fd, fstype, flags, opts.data or None)
             if below >= 0:
                 _copy_up(below, dest, self.root_fd)
         os.close(target_fd)
-        self._after_mount(dest, opts, opts.is_bind or fstype == "bind")
+        if not is_bind and flags != opts.flags and not _is_dev(dest):
+            _remount_mounted(self.root_fd, dest, opts.flags, opts.data or None)
+        self._after_mount(dest, opts, is_bind)
 
     def _remount_existing(self, dest: str, opts: MountOptions) -> None:
         """`remount`: change the flags (and data) of the mount already at the destination."""
@@ -197,6 +210,7 @@ class Rootfs:
         os.chdir(self.path)
         if no_pivot or not self.new_mountns:
             if self.new_mountns:
+                _hide_full_proc_and_sysfs(self.path)
                 sc.mount(self.path, "/", None, sc.MS_MOVE)
             os.chroot(".")
         else:
@@ -222,6 +236,8 @@ class Rootfs:
         propagation = linux.get("rootfsPropagation")
         if propagation and self.new_mountns:
             sc.mount(None, "/", None, _propagation_flag(propagation))
+        if self.readonly_dev:
+            _remount_mounted(self.root_fd, "/dev", *self.readonly_dev)
         if self.config.get("root", {}).get("readonly"):
             _remount("/", sc.MS_BIND | sc.MS_RDONLY)
         os.close(self.root_fd)
@@ -257,6 +273,73 @@ class Rootfs:
                 sc.mount("/dev/null", target, None, sc.MS_BIND)
         finally:
             os.close(fd)
+
+
+def _hide_full_proc_and_sysfs(rootfs: str) -> None:
+    """Before a chroot (--no-pivot): unmount, in our mount namespace, every whole proc and
+    sysfs outside the rootfs (or cover it with a tmpfs). The host's stay reachable above the
+    chroot otherwise, and with them in the namespace the kernel lets the container mount a
+    new proc without the masked paths (as runc 1.1 does)."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            mountpoint = _unescape(fields[4])
+            if fields[3] != "/" or fstype not in ("proc", "sysfs"):
+                continue
+            if mountpoint == rootfs or mountpoint.startswith(rootfs.rstrip("/") + "/"):
+                continue
+            found.append(mountpoint)
+    for mountpoint in found:
+        try:
+            sc.mount(None, mountpoint, None, sc.MS_SLAVE | sc.MS_REC)  # no umount to the host
+        except FileNotFoundError:
+            continue  # below one unmounted already
+        try:
+            sc.umount(mountpoint, sc.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (1, 22):  # EPERM, EINVAL: locked, cover it instead
+                raise
+            sc.mount("tmpfs", mountpoint, "tmpfs", 0)
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: spaces, tabs, newlines and backslashes come as octal escapes."""
+    if "\\" not in field:
+        return field
+    return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="replace")
+
+
+def _remount_mounted(root_fd: int, dest: str, flags: int, data: str | None) -> None:
+    """Remount what is mounted at dest with flags and data."""
+    fd = paths.open_in_root(root_fd, dest)
+    try:
+        sc.mount(None, paths.fd_path(fd), None, flags | sc.MS_REMOUNT, data)
+    finally:
+        os.close(fd)
+
+
+def _is_dev(dest: str) -> bool:
+    return os.path.normpath("/" + dest.lstrip("/")) == "/dev"
+
+
+def _refuse_non_directory(root_fd: int, dest: str, fstype: str) -> None:
+    """proc and sysfs only on a real directory (or a missing one), never through a symlink:
+    a rootfs could otherwise point them anywhere, as runc refuses too."""
+    head, _, name = os.path.normpath("/" + dest.lstrip("/")).rpartition("/")
+    try:
+        parent = paths.open_in_root(root_fd, head or "/")
+    except FileNotFoundError:
+        return
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(parent)
+    if not stat.S_ISDIR(mode):
+        raise SetupError(f'filesystem "{fstype}" must be mounted on ordinary directory')
 
 
 def _open_dir(path_fd: int) -> int:

@@ -148,41 +148,55 @@ def parse_cpu_list(text: str) -> set[int]:
     return cpus
 
 
-def apply_user_and_caps(process: dict) -> None:
-    """Drop the bounding set, switch to the configured user keeping caps, then set the cap sets."""
-    caps = process.get("capabilities") or {}
-    bounding = cap_mask(caps.get("bounding", []))
+def drop_bounding_set(process: dict) -> None:
+    bounding = cap_mask((process.get("capabilities") or {}).get("bounding", []))
     for cap in range(last_cap() + 1):
         if not bounding & (1 << cap):
             sc.prctl(sc.PR_CAPBSET_DROP, cap)
-    user = process.get("user", {})
+
+
+def switch_user(user: dict) -> None:
+    """The configured uid, gids and groups, keeping the permitted capabilities for capset."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     os.setgroups(user.get("additionalGids", []))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
-    sc.capset(
-        cap_mask(caps.get("effective", [])),
-        cap_mask(caps.get("permitted", [])),
-        cap_mask(caps.get("inheritable", [])),
-    )
-    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-    for name in caps.get("ambient", []):
-        if CAP_NUMBER.get(name, 64) <= last_cap():
+
+
+class CapabilitySets:
+    """The process's capability sets as masks, worked out before the last steps (reading
+    cap_last_cap then would be a call the seccomp profile must allow)."""
+
+    def __init__(self, process: dict) -> None:
+        caps = process.get("capabilities") or {}
+        self.effective = cap_mask(caps.get("effective", []))
+        self.permitted = cap_mask(caps.get("permitted", []))
+        self.inheritable = cap_mask(caps.get("inheritable", []))
+        self.ambient = [CAP_NUMBER[n] for n in caps.get("ambient", []) if cap_mask([n])]
+
+    def apply(self) -> None:
+        sc.capset(self.effective, self.permitted, self.inheritable)
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+        for cap in self.ambient:
             try:
-                sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, CAP_NUMBER[name])
+                sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
             except OSError:  # not in permitted and inheritable: the kernel refuses, as for runc
                 pass
 
 
-def finish(process: dict, linux: dict, preserve_fds: int, umask: int) -> None:
+def finish(process: dict, linux: dict, preserve_fds: int, umask: int,
+           hand_over_listener=None) -> None:  # fmt: skip
     """The last steps before execve, shared by the init and `exec`, in runc's order.
 
-    stdio to the process's user; no_new_privs; scheduling; the user and capabilities; cwd (as
-    that user); umask; fds above 2 (+preserved) close on exec; signals Python ignores back to
-    default. Seccomp
-    loads before the capability drop when it needs CAP_SYS_ADMIN (no no_new_privs), else last.
+    stdio to the process's user; no_new_privs; scheduling; cwd (as root, else as the user, as
+    runc does); umask; fds above 2 (+preserved) close on exec; signals Python ignores back to
+    default; the bounding set; the user. Then the seccomp filter, loaded so that nothing
+    follows it but execve (with no_new_privs) or the capability calls runc also makes after it
+    (without: loading then needs CAP_SYS_ADMIN, kept effective until the filter is in): a
+    profile never has to allow ocirun's own calls. hand_over_listener(fd) passes a
+    SCMP_ACT_NOTIFY listener on to the agent and returns once it is no longer needed here.
     """
     user = process.get("user", {})
     give_stdio_to(user.get("uid", 0))
@@ -190,22 +204,69 @@ def finish(process: dict, linux: dict, preserve_fds: int, umask: int) -> None:
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     apply_scheduling(process, linux)
-    seccomp = linux.get("seccomp")
-    if seccomp and not nnp:
-        _load_seccomp(seccomp)
-    apply_user_and_caps(process)
-    os.chdir(process["cwd"])
+    seccomp = _prepare_seccomp(linux.get("seccomp"))
+    caps = CapabilitySets(process)
+    cwd_pending = _chdir_as_root(process["cwd"])
     os.umask(user["umask"] if "umask" in user else umask)
     sc.close_range(3 + preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
     _default_signals()
+    drop_bounding_set(process)
+    switch_user(user)
+    if cwd_pending:
+        os.chdir(process["cwd"])
+    if seccomp and not nnp:
+        _keep_sys_admin_effective()
+        _load_seccomp(seccomp, hand_over_listener)
+    caps.apply()
     if seccomp and nnp:
-        _load_seccomp(seccomp)
+        _load_seccomp(seccomp, hand_over_listener)
 
 
-def _load_seccomp(seccomp: dict) -> None:
-    from ocirun import seccomp as filters
+def notifies(linux: dict) -> bool:
+    """Whether the filter has SCMP_ACT_NOTIFY rules, whose listener goes to an agent."""
+    if not linux.get("seccomp"):
+        return False
+    from ocirun.seccomp import wants_listener
 
-    filters.load(seccomp)
+    return wants_listener(linux["seccomp"])
+
+
+def _prepare_seccomp(seccomp: dict | None):
+    if not seccomp:
+        return None
+    from ocirun.seccomp import Filter
+
+    return Filter(seccomp)
+
+
+def _chdir_as_root(cwd: str) -> bool:
+    """chdir while still root; True when only the process's user may enter cwd (EACCES)."""
+    try:
+        os.chdir(cwd)
+    except PermissionError:
+        return True
+    return False
+
+
+_CAP_SYS_ADMIN = 21
+
+
+def _keep_sys_admin_effective() -> None:
+    """A uid change cleared the effective set; raise CAP_SYS_ADMIN again from permitted."""
+    effective, permitted, inheritable = sc.capget()
+    if not effective & (1 << _CAP_SYS_ADMIN) and permitted & (1 << _CAP_SYS_ADMIN):
+        sc.capset(effective | 1 << _CAP_SYS_ADMIN, permitted, inheritable)
+
+
+def _load_seccomp(seccomp, hand_over_listener) -> None:
+    listener = seccomp.load()
+    if listener >= 0:
+        try:
+            if hand_over_listener is None:
+                raise SetupError("linux.seccomp: no way to pass the listener fd to the agent")
+            hand_over_listener(listener)
+        finally:
+            os.close(listener)
 
 
 def _default_signals() -> None:

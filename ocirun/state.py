@@ -8,7 +8,7 @@ import posix  # not os, whose import (stat, posixpath, _collections_abc) costs ~
 import time
 
 from ocirun import OCI_VERSION, jsonio
-from ocirun.errors import ContainerNotFound, UsageError
+from ocirun.errors import ContainerNotFound, CorruptState, UsageError
 
 STATE_FILE = "state.json"
 # what a create still under way has made (pid, cgroup, host mounts), for `delete --force` to
@@ -18,6 +18,11 @@ EXEC_FIFO = "exec.fifo"
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 
+# what the commands read from state.json, and its type (ocirun writes all of them)
+_STATE_FIELDS = {
+    "pid": int, "init_start_time": int, "bundle": str, "rootfs": str, "created": str,
+    "cgroup_path": str, "freezer": str, "host_mounts": list, "config": dict,
+}  # fmt: skip
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -72,9 +77,17 @@ class Container:
     def load(cls, root: str, container_id: str) -> "Container":
         check_id(container_id)
         try:
-            data = jsonio.load_file(join(join(root, container_id), STATE_FILE))
+            data = jsonio.load_object(join(join(root, container_id), STATE_FILE))
         except FileNotFoundError:
             raise ContainerNotFound(f"container does not exist: {container_id}") from None
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise CorruptState(f"container {container_id}: {STATE_FILE}: {reason}") from None
+        for key, kind in _STATE_FIELDS.items():
+            if type(data.get(key)) is not kind:
+                raise CorruptState(
+                    f"container {container_id}: {STATE_FILE}: {key}: missing or not {kind.__name__}"
+                )
         return cls(root, container_id, data)
 
     @property

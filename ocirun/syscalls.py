@@ -74,11 +74,13 @@ _NR = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,
                "ioprio_set": 251, "sched_setattr": 314, "open_tree": 428, "move_mount": 429,
                "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 250,
-               "pidfd_open": 434, "bpf": 321, "set_mempolicy": 238, "clone3": 435},
+               "pidfd_open": 434, "bpf": 321, "set_mempolicy": 238, "clone3": 435,
+               "seccomp": 317, "pidfd_getfd": 438},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
                 "ioprio_set": 30, "sched_setattr": 274, "open_tree": 428, "move_mount": 429,
                 "openat2": 437, "close_range": 436, "mount_setattr": 442, "keyctl": 219,
-                "pidfd_open": 434, "bpf": 280, "set_mempolicy": 237, "clone3": 435},
+                "pidfd_open": 434, "bpf": 280, "set_mempolicy": 237, "clone3": 435,
+                "seccomp": 277, "pidfd_getfd": 438},
 }[os.uname().machine]  # fmt: skip
 
 # mount(2) flags
@@ -325,6 +327,17 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_syscall(_NR["capset"], byref(header), data), "capset")
+
+
+def capget() -> tuple[int, int, int]:
+    """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_syscall(_NR["capget"], byref(header), data), "capget")
+    return tuple(  # type: ignore[return-value]
+        getattr(data[0], name) | getattr(data[1], name) << 32
+        for name in ("effective", "permitted", "inheritable")
+    )
 
 
 def ioprio_set(ioclass: int, priority: int) -> None:

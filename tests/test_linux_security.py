@@ -157,7 +157,7 @@ def test_memory_policy(ocirun, make_bundle, cid):
     assert f"{cid}-2" not in ocirun.ids()
 
 
-def test_seccomp_filter_is_enforced_and_notify_is_refused(ocirun, make_bundle, cid):
+def test_seccomp_is_enforced_and_notify_without_a_listener_is_refused(ocirun, make_bundle, cid):
     bundle = make_bundle()
     rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}
     bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}

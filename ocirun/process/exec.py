@@ -18,7 +18,15 @@ from ocirun import syscalls as sc
 from ocirun.config import Config
 from ocirun.errors import InvalidState, SetupError
 from ocirun.process import program
-from ocirun.process.protocol import EXEC_ORDER, GO, PID, Channel, Messages, run_child
+from ocirun.process.protocol import (
+    EXEC_ORDER,
+    GO,
+    PID,
+    SECCOMP,
+    Channel,
+    Messages,
+    run_child,
+)  # fmt: skip
 from ocirun.state import PAUSED, STOPPED, Container, write_pid_file
 
 
@@ -58,7 +66,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
             run_child(channel.as_child(), _stage1, container, process, opts, channel, entry)
         channel.as_parent()
         try:
-            pid = _converse(channel, stage1, None if joined else entry)
+            pid = _converse(channel, stage1, None if joined else entry, container)
         finally:
             os.waitpid(stage1, 0)
     finally:
@@ -69,7 +77,7 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     return pid
 
 
-def _converse(channel: Channel, stage1: int, entry) -> int:
+def _converse(channel: Channel, stage1: int, entry, container: Container) -> int:
     """Put stage 1 in the container's cgroup2 cgroup (entry: when clone3 could not), learn
     stage 2's pid, wait for its execve."""
     if entry:
@@ -82,6 +90,12 @@ def _converse(channel: Channel, stage1: int, entry) -> int:
     _, details = Messages(channel, EXEC_ORDER).next()  # PID, or ERROR raises
     pid = int(details)
     message = _read_to_end(channel)
+    if message.startswith(f"{SECCOMP} "):  # stage 2's filter has a listener for an agent
+        from ocirun.seccomp_agent import pass_on_from_exec
+
+        pass_on_from_exec(container, pid, message)  # failing: stage 2 never gets its GO
+        channel.send(GO)
+        message = _read_to_end(channel)
     if message:
         _reap(pid)
         raise SetupError(message.removeprefix("error "))
@@ -139,4 +153,5 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
     os.chdir(process["cwd"])
     path = program.find_program(process)
     security.apply_rlimits(process)
-    program.execute(path, process, Config(container.config).linux, opts.preserve_fds, 0o022)
+    program.execute(path, process, Config(container.config).linux, opts.preserve_fds, 0o022,
+                    lambda fd: (channel.send(f"{SECCOMP} {fd}"), channel.wait_go()))  # fmt: skip

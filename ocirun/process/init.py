@@ -119,8 +119,13 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     channel.send(READY)
     channel.close()
 
-    wait_for_start(plan)
-    program.execute(path, plan.process, plan.linux, plan.preserve_fds, plan.umask)
+    fifo = wait_for_start(plan)
+    hand_over = None
+    if fifo >= 0:
+        from ocirun.seccomp_agent import hand_over_through_fifo
+
+        hand_over = hand_over_through_fifo(fifo)
+    program.execute(path, plan.process, plan.linux, plan.preserve_fds, plan.umask, hand_over)
 
 
 def _announce_host_mount(channel: Channel, path: str) -> None:
@@ -159,8 +164,9 @@ def _set_sysctls(sysctls: dict[str, str]) -> None:
             raise SetupError(f"linux.sysctl: cannot set {key}={value}: {exc.strerror}") from None
 
 
-def wait_for_start(plan: Plan) -> None:
-    """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start."""
+def wait_for_start(plan: Plan) -> int:
+    """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start,
+    or return the fifo when the report waits for the seccomp filter's listener."""
     fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
     os.close(plan.state_dir_fd)
     try:
@@ -168,5 +174,8 @@ def wait_for_start(plan: Plan) -> None:
     except BaseException as exc:
         os.write(fifo, f"{ERROR} {describe(exc)}".encode())
         os._exit(1)
+    if security.notifies(plan.linux):
+        return fifo
     os.write(fifo, b"0")
     os.close(fifo)
+    return -1

@@ -50,11 +50,13 @@ def home_directory(uid: int) -> str:
     return "/"
 
 
-def execute(program: str, process: dict, linux: dict, preserve_fds: int, umask: int) -> None:
-    """Process security in runc's order (security.finish), then execve with process.env and
-    a HOME from /etc/passwd when it has none."""
+def execute(program: str, process: dict, linux: dict, preserve_fds: int, umask: int,
+            hand_over_listener=None) -> None:  # fmt: skip
+    """Process security in runc's order (security.finish; hand_over_listener passes a seccomp
+    listener on to its agent), then execve with process.env and a HOME from /etc/passwd when
+    it has none."""
     env = environment(process)
     if "HOME" not in env:
         env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
-    security.finish(process, linux, preserve_fds, umask)
+    security.finish(process, linux, preserve_fds, umask, hand_over_listener)
     os.execve(program, process["args"], env)

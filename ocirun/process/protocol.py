@@ -22,8 +22,10 @@ so the parent never waits for a message that cannot come.
 
 USERNS and PID come only through stage 1, CGROUP only with a new cgroup namespace, HOOKS only
 when the parent has work there. `exec` (process/exec.py): the parent sends GO once stage 1 is
-in the container's cgroup2 cgroup, stage 1 reports PID "pid N", then ERROR or end of file
-(stage 2 reached execve). An unknown message, or one out of this order, is an error.
+in the container's cgroup2 cgroup, stage 1 reports PID "pid N"; stage 2 may send SECCOMP
+"seccomp FD" (its filter's SCMP_ACT_NOTIFY listener is FD: the parent passes it on to the
+seccomp agent, then GO); then ERROR or end of file (stage 2 reached execve). An unknown
+message, or one out of this order, is an error.
 """
 
 import os
@@ -31,7 +33,7 @@ import os
 from ocirun.errors import OcirunError, SetupError
 
 USERNS, PID, CGROUP, HOOKS, READY = "userns", "pid", "cgroup", "hooks", "ready"
-MOUNT, ERROR = "mount", "error"
+MOUNT, ERROR, SECCOMP = "mount", "error", "seccomp"
 GO = "go"
 
 CREATE_ORDER = (USERNS, PID, CGROUP, HOOKS, READY)
