@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from test_linux_helpers import create_fails, run_probe
+from helpers import create_fails, run_probe
 
 
 @pytest.mark.parametrize("name, fstype", [("proc", "proc"), ("sys", "sysfs")])

@@ -11,7 +11,7 @@ import struct
 import threading
 
 import pytest
-from test_linux_helpers import run_probe
+from helpers import run_probe
 
 NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif): 80 bytes
 NOTIF_SEND = 0xC0182101  # _IOWR('!', 1, struct seccomp_notif_resp): 24 bytes

@@ -5,7 +5,7 @@ import ctypes
 import os
 
 import pytest
-from test_linux_helpers import run_probe
+from helpers import run_probe
 
 from ocirun import seccomp
 
