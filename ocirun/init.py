@@ -22,6 +22,7 @@ from ocirun import syscalls as sc
 from ocirun.channel import Channel, describe, run_child
 from ocirun.config import NAMESPACE_FLAGS
 from ocirun.errors import SetupError
+from ocirun.log import log
 from ocirun.rootfs import Rootfs
 
 EXEC_FIFO = "exec.fifo"
@@ -59,6 +60,7 @@ def fork_init(plan: Plan, channel: Channel) -> tuple[int, int]:
     """Fork the init; return (its pid, 0), or (0, stage 1's pid) where stage 1 forks it and
     reports its pid. Runs in the parent, which keeps its own namespaces either way."""
     _give_exec_fifo_to_container(plan)
+    log.debug("nsexec container setup: forking the init")
     gc.freeze()  # keep the children from dirtying (and being charged for) the parent's objects
     if _can_fork_directly(plan):
         flags = namespaces.unshare_flags(plan.namespaces, exclude=("cgroup",))
@@ -143,6 +145,7 @@ def _wants_idmap(config: dict) -> bool:
 
 
 def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
+    log.debug("child process in init(): the init, in the container's namespaces")
     entry = plan.cgroup_entry
     entry.join_v1()  # all but memory, which waits for the end of the setup (see cgroups.Entry)
     os.setsid()
@@ -203,6 +206,8 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     security.apply_memory_policy(plan.linux)
     entry.join_memory()
     entry.close()
+    log.debug("init: closing the pipe to signal completion")
+    log.close()
     channel.send("ready")
     channel.close()
 

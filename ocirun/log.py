@@ -1,13 +1,24 @@
-"""Error and debug lines for the caller: stderr as text, or the `--log` file as JSON lines.
+"""Error, warning and debug lines for the caller: stderr as text, or the `--log` file as text or
+JSON lines.
 
 containerd and conmon read the last `{"level":"error","msg":...,"time":...}` line of the
 `--log` file to report why a command failed; with no `--log`, lines go to stderr as text.
+
+With `--debug`, the forked stages of create and exec log too, also after the init has put the
+container's stdio in place and entered the rootfs: configure() opens the destination once, and
+the stages write to that descriptor (close-on-exec, so it never reaches the container's
+program). Debug lines use the `time=... level=debug msg=...` form on stderr as well, and say
+what runc's say at the same points ("nsexec container setup", "child process in init()",
+"init: closing the pipe to signal completion", "setns_init: about to exec"): log readers, and
+runc's own integration suite, look for these.
 """
 
 import os
 import time
 
 from ocirun import jsonio
+
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 def _timestamp() -> str:
@@ -23,6 +34,10 @@ def _write_stderr(data: bytes) -> None:
         pass
 
 
+def _quote(msg: str) -> str:
+    return '"' + msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 class Logger:
     """Writes log lines in runc's text or json format to a file or stderr."""
 
@@ -30,25 +45,36 @@ class Logger:
         self.path = path
         self.fmt = fmt
         self.debug_enabled = debug
+        self.fd = -1  # with --debug: the destination, opened once (see the module docstring)
+
+    def _format(self, level: str, msg: str) -> str:
+        if self.fmt == "json":
+            return jsonio.dumps({"level": level, "msg": msg, "time": _timestamp()})
+        if self.path or level == "debug":
+            return f"time={_quote(_timestamp())} level={level} msg={_quote(msg)}"
+        return f"{level}: {msg}" if level != "error" else f"ocirun: {msg}"
 
     def _emit(self, level: str, msg: str) -> None:
-        if self.fmt == "json":
-            line = jsonio.dumps({"level": level, "msg": msg, "time": _timestamp()})
-        elif self.path:
-            line = f'time="{_timestamp()}" level={level} msg="{msg}"'
-        else:
-            line = f"{level}: {msg}" if level != "error" else f"ocirun: {msg}"
-        data = (line + "\n").encode()
-        if self.path:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        data = (self._format(level, msg) + "\n").encode()
+        if self.fd >= 0:
             try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            if level == "error":  # runc reports errors on stderr as well
-                _write_stderr(f"ocirun: {msg}\n".encode())
+                os.write(self.fd, data)
+            except OSError:  # the reader is gone: debug output is not worth failing for
+                pass
+        elif self.path:
+            try:
+                fd = os.open(self.path, _APPEND, 0o644)
+            except OSError:  # no log file to be had: the line still reaches the caller
+                _write_stderr(data)
+            else:
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
         else:
             _write_stderr(data)
+        if self.path and level == "error":  # runc reports errors on stderr as well
+            _write_stderr(f"ocirun: {msg}\n".encode())
 
     def error(self, msg: str) -> None:
         self._emit("error", msg)
@@ -60,6 +86,14 @@ class Logger:
         if self.debug_enabled:
             self._emit("debug", msg)
 
+    def close(self) -> None:
+        """Let go of the debug descriptor (the init, before it waits for start: a caller
+        reading ocirun's stderr to its end must not wait for the container's start)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.debug_enabled = False
+
 
 log = Logger()
 """The process-wide logger; the CLI configures it from the global flags."""
@@ -67,3 +101,8 @@ log = Logger()
 
 def configure(path: str | None, fmt: str, debug: bool) -> None:
     log.path, log.fmt, log.debug_enabled = path, fmt, debug
+    if debug:
+        try:
+            log.fd = os.open(path, _APPEND, 0o644) if path else os.dup(2)  # dup: close-on-exec
+        except OSError:  # each line tries again (and falls back to stderr)
+            log.fd = -1
