@@ -18,6 +18,7 @@ from ocirun import syscalls as sc
 from ocirun.channel import Channel, run_child
 from ocirun.errors import InvalidState, SetupError
 from ocirun.init import environment, find_program, home_directory
+from ocirun.log import log
 from ocirun.state import PAUSED, STOPPED, Container
 
 
@@ -25,24 +26,27 @@ class ExecOptions:
     """What `exec` needs besides the process: its stdio, pid file and kept fds."""
 
     def __init__(self, console_fd: int = -1, pid_file: str | None = None,
-                 preserve_fds: int = 0) -> None:  # fmt: skip
+                 preserve_fds: int = 0, ignore_paused: bool = False,
+                 sub_cgroups: dict[str, str] | None = None) -> None:  # fmt: skip
         self.console_fd = console_fd
         self.pid_file = pid_file
         self.preserve_fds = preserve_fds
+        self.ignore_paused = ignore_paused  # a paused container: the process waits for resume
+        self.sub_cgroups = sub_cgroups  # --cgroup: {controller or "": path below the container's}
 
 
-def check_can_exec(container: Container) -> None:
+def check_can_exec(container: Container, ignore_paused: bool = False) -> None:
     """Refuse a stopped or paused container."""
     status = container.status()
     if status == STOPPED:
         raise InvalidState(f"cannot exec in a stopped container: {container.id}")
-    if status == PAUSED:
+    if status == PAUSED and not ignore_paused:
         raise InvalidState(f"cannot exec in a paused container: {container.id}")
 
 
 def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     """Start process in the container; return its host pid once it has called execve."""
-    check_can_exec(container)
+    check_can_exec(container, opts.ignore_paused)
     security.check(process)
     seccomp = container.config.get("linux", {}).get("seccomp")
     if seccomp:
@@ -50,7 +54,8 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
 
         filters.check(seccomp)  # loads libseccomp now: the children cannot once in the container
     channel = Channel()
-    entry = container.cgroup().open_entry()
+    entry = container.cgroup().open_entry(opts.sub_cgroups)
+    log.debug("nsexec container setup: forking the exec stages")
     try:
         stage1, joined = entry.fork()
         if stage1 == 0:
@@ -133,6 +138,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
 
 
 def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
+    log.debug("child process in init(): exec stage 2, in the container's namespaces")
     os.setsid()
     if process.get("terminal"):
         from ocirun import terminal  # loaded by the caller before the chroot
@@ -146,4 +152,5 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
     security.apply_rlimits(process)
     security.write_oom_score_adj(process)
     security.finish(process, container.config.get("linux", {}), opts.preserve_fds, 0o022)
+    log.debug(f"setns_init: about to exec {program}")
     os.execve(program, process["args"], env)

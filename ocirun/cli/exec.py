@@ -19,12 +19,29 @@ OPTIONS = [
     opt("--preserve-fds", kind=int, default=0, help="pass N fds beyond stdio to the process"),
     opt("--process-label", help="SELinux label of the process (accepted, not applied)"),
     opt("--apparmor", help="AppArmor profile of the process (accepted, not applied)"),
-    opt("--cgroup", help="accepted for runc compatibility; ignored"),
-    opt("--ignore-paused", kind=bool, help="accepted for runc compatibility; ignored"),
-]
+    opt("--cgroup", kind=list,
+        help="run in a sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH "
+             "(repeatable)"),
+    opt("--ignore-paused", kind=bool, help="exec even if the container is paused"),
+]  # fmt: skip
+FAILED = 255  # runc's exit status for an exec that fails (the process's own are 0-255 too)
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
+    from ocirun.errors import OcirunError, SetupError
+
+    try:
+        return _exec(ctx, opts, args)
+    except OcirunError as exc:
+        exc.exit_code = FAILED
+        raise
+    except OSError as exc:  # a system call not wrapped in a clearer error
+        error = SetupError(f"exec failed: {exc}")
+        error.exit_code = FAILED
+        raise error from None
+
+
+def _exec(ctx, opts: dict, args: list[str]) -> int:
     from ocirun import syscalls
     from ocirun.errors import UsageError
     from ocirun.state import Container
@@ -62,11 +79,14 @@ def execute(container, process: dict, opts: dict, console_fd: int | None, proxy)
 
         console_fd = terminal.connect(proxy.path)
     exec_opts = process_exec.ExecOptions(
-        -1 if console_fd is None else console_fd, opts["pid_file"], opts["preserve_fds"]
-    )
+        -1 if console_fd is None else console_fd, None, opts["preserve_fds"],
+        opts["ignore_paused"], sub_cgroups(opts["cgroup"]),
+    )  # fmt: skip
     forwarder = None if opts["detach"] else Forwarder(forward_winch=proxy is None)
     try:
         pid = process_exec.execute(container, process, exec_opts)
+        if opts["pid_file"]:
+            _write_pid_file(opts["pid_file"], pid)
         if proxy is not None:
             proxy.receive()
     except BaseException:
@@ -79,6 +99,47 @@ def execute(container, process: dict, opts: dict, console_fd: int | None, proxy)
     if forwarder is None:
         return 0
     return wait_with_terminal(pid, proxy, forwarder)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """The pid file, or the process killed (as runc does): no process the caller cannot track."""
+    from ocirun.create import write_pid_file
+    from ocirun.errors import UsageError
+
+    try:
+        write_pid_file(path, pid)
+    except OSError as exc:
+        import os
+
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        raise UsageError(f"--pid-file {path}: {exc.strerror}") from None
+
+
+def sub_cgroups(values: list[str]) -> dict[str, str] | None:
+    """--cgroup values as {controller: sub-path}; "" is the sub-path of every controller.
+
+    runc's forms: one PATH alone, or any number of CONTROLLER[,CONTROLLER...]:PATH.
+    """
+    from ocirun.errors import UsageError
+
+    if not values:
+        return None
+    paths = {}
+    for value in values:
+        controllers, colon, path = value.rpartition(":") if ":" in value else ("", "", value)
+        if ":" in controllers:
+            raise UsageError(f"invalid --cgroup argument: {value}")
+        if not colon:
+            if len(values) != 1:
+                raise UsageError(f"invalid --cgroup argument: {value} (missing CONTROLLER: prefix)")
+            paths[""] = path
+            continue
+        for controller in controllers.split(","):
+            paths[controller] = path
+    return paths
 
 
 def load_process(path: str) -> dict:
