@@ -105,7 +105,7 @@ def _give_exec_fifo_to_container(plan: Plan) -> None:
 
 def stage1(plan: Plan, channel: Channel) -> None:
     ns = plan.namespaces
-    if _wants_idmap(plan.config):
+    if _wants_idmap(plan.config) or "user" in ns:
         from ocirun import idmap
 
         plan.idmap_trees = idmap.prepare(plan.config, plan.bundle)  # still the host's root here
@@ -185,7 +185,7 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     if _parent_hooks(plan):
         channel.send("hooks")  # the parent runs prestart and createRuntime: the mounts are there
         channel.receive()
-    hooks.run(plan.config, "createContainer", _own_state(plan, "creating"))
+    hooks.run(plan.config, "createContainer", _own_state(plan, "creating"), cwd=rootfs.path)
     if plan.config.get("hostname") is not None and "uts" in plan.namespaces:
         sc.sethostname(plan.config["hostname"])
     if plan.config.get("domainname") is not None and "uts" in plan.namespaces:

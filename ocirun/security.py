@@ -179,10 +179,11 @@ def apply_user_and_caps(process: dict) -> None:
 def finish(process: dict, linux: dict, preserve_fds: int, umask: int) -> None:
     """The last steps before execve, shared by the init and `exec`, in runc's order.
 
-    stdio to the process's user; no_new_privs; scheduling; the user and capabilities; cwd (as
-    that user); umask; fds above 2 (+preserved) close on exec; signals Python ignores back to
-    default. Seccomp
-    loads before the capability drop when it needs CAP_SYS_ADMIN (no no_new_privs), else last.
+    stdio to the process's user; no_new_privs; scheduling; cwd (first with the runtime's
+    rights, as runc does: a cwd only the runtime may enter; if refused, again as the user: one
+    only the user may enter); the user and capabilities; umask; fds above 2 (+preserved) close
+    on exec; signals Python ignores back to default. Seccomp loads before the capability drop
+    when it needs CAP_SYS_ADMIN (no no_new_privs), else last.
     """
     user = process.get("user", {})
     give_stdio_to(user.get("uid", 0))
@@ -193,8 +194,14 @@ def finish(process: dict, linux: dict, preserve_fds: int, umask: int) -> None:
     seccomp = linux.get("seccomp")
     if seccomp and not nnp:
         _load_seccomp(seccomp)
+    try:
+        os.chdir(process["cwd"])
+        chdir_as_user = False
+    except PermissionError:  # a directory the process's user may enter, and we may not
+        chdir_as_user = True
     apply_user_and_caps(process)
-    os.chdir(process["cwd"])
+    if chdir_as_user:
+        os.chdir(process["cwd"])
     os.umask(user["umask"] if "umask" in user else umask)
     sc.close_range(3 + preserve_fds, flags=4)  # CLOSE_RANGE_CLOEXEC
     _default_signals()
