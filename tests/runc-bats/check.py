@@ -17,11 +17,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 KNOWN = HERE / "known-failures"
+LOCKED = 75  # the runner's exit status when another run holds its lock
+RESULT = re.compile(r"^(?:not )?ok \d+ (.*?)(?: in \d+ms)?(?: # skip.*)?$")
 NOT_OK = re.compile(r"^not ok \d+ (.*?)(?: in \d+ms)?$")
 UNREPORTED = re.compile(r"^# runner: (\d+) of \d+ tests did not report")
 
@@ -55,7 +58,10 @@ def run_suite(runtime: str, logdir: Path, file_filter: str, test_filter: str | N
     else:
         env["TEST_FILTER"] = test_filter
     args = [runner, runtime, str(logdir)] + ([file_filter] if file_filter else [])
-    subprocess.run(args, env=env, check=False)  # its status: 0 only when nothing failed
+    # its status: 0 when nothing failed, LOCKED while another run (one at a time) goes on
+    while subprocess.run(args, env=env, check=False).returncode == LOCKED:
+        print("runc-bats: waiting for the other run to finish", flush=True)
+        time.sleep(15)
 
 
 def failures(logdir: Path) -> tuple[list[tuple[str, str]], int]:
@@ -70,22 +76,32 @@ def failures(logdir: Path) -> tuple[list[tuple[str, str]], int]:
     return failed, unreported
 
 
+def reported(logdir: Path) -> set[tuple[str, str]]:
+    """(file, test name) of every test that reported a result, failed or not."""
+    tests = set()
+    for tap in logdir.glob("*.tap"):
+        for line in tap.read_text(errors="replace").splitlines():
+            if match := RESULT.match(line):
+                tests.add((f"{tap.stem}.bats", match.group(1)))
+    return tests
+
+
 def ere_escape(text: str) -> str:
     """A test name as a literal in the extended regular expression `bats -f` takes."""
     return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)
 
 
-def also_failed_by_runc(tests: list[tuple[str, str]], logdir: Path) -> set[tuple[str, str]]:
-    """Which of these tests runc fails on this machine too."""
+def run_by_runc(tests: list[tuple[str, str]], logdir: Path) -> tuple[set, set]:
+    """Which of these tests runc fails on this machine too, and which it ran at all."""
     runc = shutil.which("runc")
     if not tests or runc is None:
-        return set()
+        return set(), set()
     files = sorted({file for file, _ in tests})
     file_filter = "^(" + "|".join(ere_escape(f) for f in files) + ")$"
     names = "^(" + "|".join(ere_escape(name) for _, name in tests) + ")$"
     print(f"\nrunc-bats: the same {len(tests)} tests against {runc}:", flush=True)
     run_suite(runc, logdir, file_filter, names)
-    return set(failures(logdir)[0])
+    return set(failures(logdir)[0]), reported(logdir)
 
 
 def main() -> int:
@@ -97,14 +113,17 @@ def main() -> int:
               os.environ.get("TEST_FILTER"))  # fmt: skip
     failed, unreported = failures(logdir / "ocirun")
     conditional = [t for t in failed if t in known and known[t].when == "runc-fails"]
-    runc_failed = also_failed_by_runc(conditional, logdir / "runc")
+    runc_failed, runc_ran = run_by_runc(conditional, logdir / "runc")
     unexpected = [
         t for t in failed if t not in known or (t in conditional and t not in runc_failed)
     ]
     print()
     for test in failed:
         if test in unexpected:
-            why = "runc passes it here" if test in known else "not in known-failures"
+            if test not in known:
+                why = "not in known-failures"
+            else:
+                why = "runc passes it here" if test in runc_ran else "runc could not be run on it"
             print(f"runc-bats: FAILED   {test[0]}: {test[1]} ({why})")
         else:
             print(f"runc-bats: accepted {test[0]}: {test[1]} ({known[test].reason})")
