@@ -146,7 +146,8 @@ def update(root: str, container_id: str, resources: dict) -> None:
 
 
 def exec_process(container: Container, process: dict, console_socket: str | None,
-                 detach: bool, pid_file: str | None, preserve_fds: int) -> int:  # fmt: skip
+                 detach: bool, pid_file: str | None, preserve_fds: int,
+                 ignore_paused: bool = False, sub_cgroups: dict | None = None) -> int:  # fmt: skip
     """Start process in the running container (process/exec.py). Detached: 0 once it has
     called execve; else wait for it (a terminal without console socket through a pty proxy)
     and return its exit status."""
@@ -166,7 +167,7 @@ def exec_process(container: Container, process: dict, console_socket: str | None
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the process re-parents to us
     opts = process_exec.ExecOptions(-1 if console_fd is None else console_fd, pid_file,
-                                    preserve_fds)  # fmt: skip
+                                    preserve_fds, ignore_paused, sub_cgroups)  # fmt: skip
     forwarder = None if detach else Forwarder(forward_winch=proxy is None)
     try:
         pid = process_exec.execute(container, process, opts)

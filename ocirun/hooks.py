@@ -5,10 +5,13 @@ from ocirun.errors import HookError
 from ocirun.log import log
 
 
-def run(config: dict, kind: str, state: dict) -> None:
-    """Run every hook of one kind in order; the first failure raises HookError."""
+def run(config: dict, kind: str, state: dict, cwd: str | None = None) -> None:
+    """Run every hook of one kind in order; the first failure raises HookError.
+
+    cwd: the hooks' working directory (createContainer's: the rootfs, as runc runs them),
+    else the runtime's own."""
     for i, hook in enumerate(config.get("hooks", {}).get(kind, [])):
-        _run_one(hook, f"hooks.{kind}[{i}]", jsonio.dumps(state).encode())
+        _run_one(hook, f"hooks.{kind}[{i}]", jsonio.dumps(state).encode(), cwd)
 
 
 def run_all_logged(config: dict, kind: str, state: dict) -> None:
@@ -20,7 +23,7 @@ def run_all_logged(config: dict, kind: str, state: dict) -> None:
             log.warning(str(exc))
 
 
-def _run_one(hook: dict, where: str, stdin: bytes) -> None:
+def _run_one(hook: dict, where: str, stdin: bytes, cwd: str | None = None) -> None:
     import subprocess
 
     args = hook.get("args") or [hook["path"]]
@@ -28,7 +31,7 @@ def _run_one(hook: dict, where: str, stdin: bytes) -> None:
     try:
         result = subprocess.run(
             args, executable=hook["path"], input=stdin, env=_env(hook), capture_output=True,
-            timeout=timeout, close_fds=True,
+            timeout=timeout, close_fds=True, cwd=cwd,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise HookError(f"{where}: {hook['path']} timed out after {timeout}s") from None

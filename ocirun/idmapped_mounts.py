@@ -4,6 +4,10 @@ They are made by stage 1 while it is still the host's root (setting MOUNT_ATTR_I
 CAP_SYS_ADMIN over the filesystem): open_tree(OPEN_TREE_CLONE) of the source, mount_setattr with
 the fd of a user namespace holding the mappings, and the detached tree's fd goes to the init,
 which attaches it at the destination with move_mount.
+
+In a container with a user namespace, stage 1 also clones the source of every other bind mount
+(as runc opens them before it enters the namespace): the init, root of the user namespace, may
+not be able to reach a source only the host's root may enter.
 """
 
 import os
@@ -11,18 +15,22 @@ import os
 from ocirun import namespaces
 from ocirun import syscalls as sc
 from ocirun.config import Config
-from ocirun.errors import ConfigError
+from ocirun.errors import ConfigError, SetupError
 from ocirun.mountopts import MountOptions
 
 
 def prepare(spec: Config, bundle: str) -> dict[int, int]:
-    """{mount index: detached idmapped tree fd} for every mount that asks for an idmap."""
+    """{mount index: detached tree fd}: idmapped for every mount that asks for an idmap; with
+    a user namespace, a plain clone of the source of every other bind mount."""
+    in_userns = "user" in spec.namespaces
     trees: dict[int, int] = {}
     try:
         for i, entry in enumerate(spec.mounts):
             opts = MountOptions(entry.get("options", []))
             if opts.idmap or entry.get("uidMappings") or entry.get("gidMappings"):
                 trees[i] = _tree(spec, bundle, entry, opts, i)
+            elif in_userns and (opts.is_bind or entry.get("type") == "bind"):
+                trees[i] = _clone(bundle, entry, opts, i)
     except BaseException:
         for fd in trees.values():
             os.close(fd)
@@ -35,9 +43,7 @@ def _tree(spec: Config, bundle: str, entry: dict, opts: MountOptions, index: int
         raise ConfigError(f"mounts[{index}]: idmapped mounts must be bind mounts")
     userns_fd = _userns_for(spec, entry, index)
     try:
-        source = os.path.join(bundle, entry.get("source") or "")
-        recursive = sc.AT_RECURSIVE if opts.flags & sc.MS_REC else 0
-        tree = sc.open_tree(-100, source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | recursive)
+        tree = _clone(bundle, entry, opts, index)
         try:
             flags = sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if opts.recursive_idmap else 0)
             sc.mount_setattr(tree, "", flags, sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
@@ -47,6 +53,16 @@ def _tree(spec: Config, bundle: str, entry: dict, opts: MountOptions, index: int
         return tree
     finally:
         os.close(userns_fd)
+
+
+def _clone(bundle: str, entry: dict, opts: MountOptions, index: int) -> int:
+    """A detached copy of a bind mount's source (its submounts too with rbind)."""
+    source = os.path.join(bundle, entry.get("source") or "")
+    recursive = sc.AT_RECURSIVE if opts.flags & sc.MS_REC else 0
+    try:
+        return sc.open_tree(-100, source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | recursive)
+    except OSError as exc:
+        raise SetupError(f"mounts[{index}] ({entry['destination']}): {exc.strerror}") from None
 
 
 def _userns_for(spec: Config, entry: dict, index: int) -> int:

@@ -12,10 +12,11 @@ NUMBERS = {
 
 
 def parse(text: str) -> int:
-    """ "9", "KILL", "SIGKILL", "sigkill" or "RTMIN+3" → a signal number."""
+    """ "9", "KILL", "SIGKILL", "sigkill" or "RTMIN+3" → a signal number; "0" checks that the
+    process exists, as kill(2) does (runc accepts it)."""
     if text.isdigit():
         number = int(text)
-        if 0 < number < 65:
+        if 0 <= number < 65:
             return number
         raise UsageError(f"invalid signal: {text}")
     name = text.upper().removeprefix("SIG")

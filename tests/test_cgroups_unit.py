@@ -290,10 +290,16 @@ def test_cannot_punch_a_hole_in_a_wildcard():
         )
 
 
-@pytest.mark.parametrize("rule", [{"allow": True, "type": "x"}, {"allow": True, "access": "rx"}])
-def test_invalid_rules(rule):
+def test_invalid_rule_type():
     with pytest.raises(CgroupError, match="invalid rule"):
-        DeviceRules([rule])
+        DeviceRules([{"allow": True, "type": "x"}])
+
+
+def test_unknown_access_letters_are_ignored_with_a_warning(capfd):
+    """As runc 1.1 does (its suite sends "rwa"): only r, w and m count."""
+    rules = DeviceRules([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwa"}])
+    assert rules.exceptions == {("c", 1, 11): 1 | 2}
+    assert "access 'a' ignored" in capfd.readouterr().err
 
 
 # --- the eBPF device program -------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from helpers import OCIRUN
 
 NAMESPACES = ("ipc", "mnt", "net", "pid", "uts", "cgroup", "time", "user")
+EXEC_FAILED = 255  # runc's exit status for an exec that fails (runc's bats suite checks it)
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_exec_process_file_is_validated(ocirun, running, tmp_path):
     path = tmp_path / "process.json"
     path.write_text(json.dumps({"args": ["true"], "cwd": 5}))
     result = ocirun("exec", "--process", str(path), cid)
-    assert result.returncode == 1 and "process.json" in result.stderr
+    assert result.returncode == EXEC_FAILED and "process.json" in result.stderr
 
 
 def test_exec_capabilities_and_no_new_privs(ocirun, make_bundle, cid):
@@ -115,10 +116,10 @@ def test_exec_capabilities_and_no_new_privs(ocirun, make_bundle, cid):
 def test_exec_missing_command(ocirun, running):
     cid, _, _ = running
     result = ocirun("exec", cid, "no-such-program")
-    assert result.returncode == 1
+    assert result.returncode == EXEC_FAILED
     assert 'exec: "no-such-program": executable file not found in $PATH' in result.stderr
     result = ocirun("exec", cid, "/no/such")
-    assert result.returncode == 1 and "no such file or directory" in result.stderr
+    assert result.returncode == EXEC_FAILED and "no such file or directory" in result.stderr
     assert ocirun("exec", cid, "true").returncode == 0
 
 
@@ -126,7 +127,7 @@ def test_exec_missing_command_logs_json(ocirun, running, tmp_path):
     cid, _, _ = running
     log = tmp_path / "log.json"
     result = ocirun("--log", str(log), "--log-format", "json", "exec", "-d", cid, "/no/such")
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == EXEC_FAILED and result.stdout == ""
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and "no such file" in entry["msg"]
 
@@ -134,7 +135,7 @@ def test_exec_missing_command_logs_json(ocirun, running, tmp_path):
 def test_exec_into_stopped_container_fails(ocirun, make_bundle, cid):
     ocirun("run", "--keep", "--bundle", make_bundle(["true"]).write(), cid, check=True)
     result = ocirun("exec", cid, "true")
-    assert result.returncode == 1 and "stopped" in result.stderr
+    assert result.returncode == EXEC_FAILED and "stopped" in result.stderr
     ocirun("delete", cid, check=True)
 
 
@@ -143,12 +144,12 @@ def test_exec_into_paused_container_fails(ocirun, running):
     ocirun("pause", cid, check=True)
     result = ocirun("exec", cid, "true")
     ocirun("resume", cid, check=True)
-    assert result.returncode == 1 and "paused" in result.stderr
+    assert result.returncode == EXEC_FAILED and "paused" in result.stderr
 
 
 def test_exec_into_missing_container_fails(ocirun):
     result = ocirun("exec", "no-such-container", "true")
-    assert result.returncode == 1 and "does not exist" in result.stderr
+    assert result.returncode == EXEC_FAILED and "does not exist" in result.stderr
 
 
 def test_exec_fds_do_not_leak_unless_preserved(ocirun, running, tmp_path):

@@ -6,6 +6,7 @@ an "a" rule resets it to allow-all or deny-all. What results is a default and a 
 exceptions, which v1 writes to devices.allow/deny and v2 compiles into an eBPF program.
 """
 
+from ocirun.cgroups.common import warn
 from ocirun.errors import CgroupError
 
 WILDCARD = -1
@@ -41,8 +42,12 @@ class DeviceRules:
     def _apply(self, rule: dict) -> None:
         kind = rule.get("type") or "a"
         access = rule.get("access") or "rwm"
-        if kind not in ("a", "b", "c") or access.strip("rwm"):
-            raise CgroupError(f"devices: invalid rule {rule} (type a|b|c, access of r, w, m)")
+        if kind not in ("a", "b", "c"):
+            raise CgroupError(f"devices: invalid rule {rule} (type a|b|c)")
+        if unknown := "".join(sorted(set(access) - set(PERMISSIONS))):
+            # runc 1.1 ignores such letters (clients send "rwa", e.g.): so do we, but say so
+            warn(f"devices: rule {rule}: access {unknown!r} ignored (not r, w or m)")
+            access = "".join(letter for letter in access if letter in PERMISSIONS)
         allow = bool(rule["allow"])
         if kind == "a":
             self.default_allow = allow

@@ -81,6 +81,33 @@ class Entry:
         self.tasks, self.memory_tasks, self.cgroup2_fd = [], [], -1
 
 
+class MovingEntry(Entry):
+    """For `exec --cgroup`: the child is forked where ocirun is, and the parent moves it by pid
+    (move_into_cgroup2, called where clone3 did not place it) into the given cgroup of every
+    hierarchy, sub-cgroups of the container's that ocirun neither made nor opened before."""
+
+    def __init__(self, directories: list[str]) -> None:
+        super().__init__()
+        self.directories = directories
+
+    def fork(self, clone_flags: int = 0) -> tuple[int, bool]:
+        from ocirun import syscalls as sc
+
+        if clone_flags:
+            sc.unshare(clone_flags)
+        return os.fork(), False
+
+    def move_into_cgroup2(self, pid: int) -> None:
+        """Into every hierarchy's cgroup, not only the cgroup2 one."""
+        for directory in self.directories:
+            if err := write_errno(directory, "cgroup.procs", str(pid)):
+                reason = os.strerror(err)
+                reason = reason[:1].lower() + reason[1:]  # as runc words it
+                raise CgroupError(
+                    f"error adding pid {pid} to cgroups: {directory}/cgroup.procs: {reason}"
+                )
+
+
 def _join(tasks: list[tuple[str, int]]) -> None:
     for path, fd in tasks:
         try:

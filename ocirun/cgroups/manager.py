@@ -1,7 +1,18 @@
 """The one interface both drivers implement (v1/, v2/): a container's cgroup."""
 
+import os
+
 from ocirun.cgroups.common import warn
 from ocirun.cgroups.entry import Entry
+from ocirun.errors import CgroupError
+
+
+def sub_cgroup(directory: str, path: str) -> str:
+    """directory/path, refused unless it is directory or below it."""
+    joined = os.path.normpath(f"{directory}/{path}")
+    if joined != directory and not joined.startswith(directory + "/"):
+        raise CgroupError(f"--cgroup: {path} is not a sub cgroup path")
+    return joined
 
 
 class Manager:
@@ -19,8 +30,19 @@ class Manager:
         """mkdir the cgroup (and its parents) in every hierarchy; idempotent."""
         raise NotImplementedError
 
-    def open_entry(self) -> Entry:
-        """The doors through which a process about to be forked joins the cgroup (see Entry)."""
+    def warn_if_not_empty(self) -> None:
+        """For a cgroup that was there before create: processes in it (another container's?)
+        share its limits and would be killed with it. runc warns, and so do we."""
+        try:
+            pids = self.pids()
+        except CgroupError:
+            return
+        if pids:
+            warn(f"container's cgroup is not empty: {len(pids)} process(es) found")
+
+    def open_entry(self, sub_cgroups: dict[str, str] | None = None) -> Entry:
+        """The doors through which a process about to be forked joins the cgroup (see Entry);
+        with sub_cgroups (`exec --cgroup`: {controller or "": path}), sub-cgroups of it."""
         raise NotImplementedError
 
     def apply(self, resources: dict) -> None:

@@ -16,7 +16,7 @@ from ocirun.log import configure, log
 
 COMMANDS = (
     "create", "start", "run", "state", "kill", "delete", "list", "exec",
-    "pause", "resume", "ps", "events", "update", "spec", "features",
+    "pause", "resume", "ps", "events", "update", "spec", "features", "checkpoint", "restore",
 )  # fmt: skip
 
 GLOBAL_OPTIONS = [
@@ -40,24 +40,47 @@ class Context:
         self.systemd_cgroup: bool = opts["systemd_cgroup"]  # cgroups as systemd units
 
 
+def program_name() -> str:
+    """The name ocirun was called by (a link named `runc` says `runc`), as help and version
+    output name the program."""
+    return sys.argv[0].rpartition("/")[2] if sys.argv and sys.argv[0] else "ocirun"
+
+
 def version_text() -> str:
-    return f"ocirun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
+    """runc's layout: "NAME version X", then "commit:" (here: what ocirun this is) and "spec:"."""
+    return (
+        f"{program_name()} version {__version__}\ncommit: ocirun {__version__}\n"
+        f"spec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
+    )
 
 
 def _load_command(name: str):
     if name not in COMMANDS:
-        raise UsageError(f"no such command: {name!r} (see 'ocirun help')")
+        raise UsageError(f"No help topic for {name!r}")
     return __import__(f"ocirun.cli.{name}", fromlist=["run"])
 
 
+def _summary(module) -> str:
+    """A command's help line: the first paragraph of its module's docstring, on one line."""
+    return " ".join(module.__doc__.strip().split("\n\n")[0].split())
+
+
 def _help(name: str | None) -> str:
+    """runc's help layout (NAME:, USAGE:, COMMANDS:/OPTIONS:), for the program's own name."""
+    prog = program_name()
     if name:
         module = _load_command(name)
-        lines = [f"usage: ocirun {module.USAGE}", "", module.__doc__.strip(), "", "options:"]
-        return "\n".join(lines + usage_lines(module.OPTIONS)) + "\n"
-    lines = ["usage: ocirun [global options] command [options] [arguments]", "", "commands:"]
-    lines += [f"   {name}" for name in COMMANDS]
-    lines += ["", "global options:"] + usage_lines(GLOBAL_OPTIONS)
+        lines = ["NAME:", f"   {prog} {name} - {_summary(module)}", ""]
+        lines += ["USAGE:", f"   {prog} {module.USAGE}", "", "OPTIONS:"]
+        lines += usage_lines(module.OPTIONS)
+        return "\n".join(lines) + "\n"
+    lines = ["NAME:", f"   {prog} - Open Container Initiative runtime", "", "USAGE:"]
+    lines += [f"   {prog} [global options] command [command options] [arguments...]", ""]
+    lines += ["VERSION:", f"   {__version__}", "", "COMMANDS:"]
+    for command in COMMANDS:
+        lines.append(f"   {command:<11} {_summary(_load_command(command))}")
+    lines.append(f"   {'help, h':<11} Shows a list of commands or help for one command")
+    lines += ["", "GLOBAL OPTIONS:"] + usage_lines(GLOBAL_OPTIONS)
     return "\n".join(lines) + "\n"
 
 
@@ -70,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if opts["version"]:
             sys.stdout.write(version_text())
             return 0
-        if not rest or opts["help"] or rest[0] == "help":
-            sys.stdout.write(_help(rest[1] if rest[1:] and rest[0] == "help" else None))
+        if not rest or opts["help"] or rest[0] in ("help", "h"):
+            sys.stdout.write(_help(rest[1] if rest[1:] and rest[0] in ("help", "h") else None))
             return 0
         module = _load_command(rest[0])
         command_opts, args = parse(

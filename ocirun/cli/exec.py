@@ -19,12 +19,29 @@ OPTIONS = [
     opt("--preserve-fds", kind=int, default=0, help="pass N fds beyond stdio to the process"),
     opt("--process-label", help="SELinux label of the process (accepted, not applied)"),
     opt("--apparmor", help="AppArmor profile of the process (accepted, not applied)"),
-    opt("--cgroup", help="accepted for runc compatibility; ignored"),
-    opt("--ignore-paused", kind=bool, help="accepted for runc compatibility; ignored"),
-]
+    opt("--cgroup", kind=list,
+        help="run in a sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH "
+             "(repeatable)"),
+    opt("--ignore-paused", kind=bool, help="exec even if the container is paused"),
+]  # fmt: skip
+FAILED = 255  # runc's exit status for an exec that fails (the process's own are 0-255 too)
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
+    from ocirun.errors import OcirunError, SetupError
+
+    try:
+        return _exec(ctx, opts, args)
+    except OcirunError as exc:
+        exc.exit_code = FAILED
+        raise
+    except OSError as exc:  # a system call not wrapped in a clearer error
+        error = SetupError(f"exec failed: {exc}")
+        error.exit_code = FAILED
+        raise error from None
+
+
+def _exec(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.container import exec_process
     from ocirun.errors import UsageError
     from ocirun.process import exec_spec
@@ -38,4 +55,5 @@ def run(ctx, opts: dict, args: list[str]) -> int:
     else:
         process = exec_spec.process_from_flags(container.config["process"], opts, args[1:])
     return exec_process(container, process, opts["console_socket"], opts["detach"],
-                        opts["pid_file"], opts["preserve_fds"])  # fmt: skip
+                        opts["pid_file"], opts["preserve_fds"], opts["ignore_paused"],
+                        exec_spec.sub_cgroups(opts["cgroup"]))  # fmt: skip

@@ -17,6 +17,7 @@ from ocirun import namespaces, security
 from ocirun import syscalls as sc
 from ocirun.config import Config
 from ocirun.errors import InvalidState, SetupError
+from ocirun.log import log
 from ocirun.process import program
 from ocirun.process.protocol import (
     EXEC_ORDER,
@@ -34,24 +35,27 @@ class ExecOptions:
     """What `exec` needs besides the process: its stdio, pid file and kept fds."""
 
     def __init__(self, console_fd: int = -1, pid_file: str | None = None,
-                 preserve_fds: int = 0) -> None:  # fmt: skip
+                 preserve_fds: int = 0, ignore_paused: bool = False,
+                 sub_cgroups: dict[str, str] | None = None) -> None:  # fmt: skip
         self.console_fd = console_fd
         self.pid_file = pid_file
         self.preserve_fds = preserve_fds
+        self.ignore_paused = ignore_paused  # a paused container: the process waits for resume
+        self.sub_cgroups = sub_cgroups  # --cgroup: {controller or "": path below the container's}
 
 
-def check_can_exec(container: Container) -> None:
+def check_can_exec(container: Container, ignore_paused: bool = False) -> None:
     """Refuse a stopped or paused container."""
     status = container.status()
     if status == STOPPED:
         raise InvalidState(f"cannot exec in a stopped container: {container.id}")
-    if status == PAUSED:
+    if status == PAUSED and not ignore_paused:
         raise InvalidState(f"cannot exec in a paused container: {container.id}")
 
 
 def execute(container: Container, process: dict, opts: ExecOptions) -> int:
     """Start process in the container; return its host pid once it has called execve."""
-    check_can_exec(container)
+    check_can_exec(container, opts.ignore_paused)
     security.check(process)
     seccomp = Config(container.config).linux.get("seccomp")
     if seccomp:
@@ -59,7 +63,8 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
 
         filters.check(seccomp)  # loads libseccomp now: the children cannot once in the container
     channel = Channel()
-    entry = container.cgroup().open_entry()
+    entry = container.cgroup().open_entry(opts.sub_cgroups)
+    log.debug("nsexec container setup: forking the exec stages")
     try:
         stage1, joined = entry.fork()
         if stage1 == 0:
@@ -73,8 +78,17 @@ def execute(container: Container, process: dict, opts: ExecOptions) -> int:
         entry.close()
         channel.close()
     if opts.pid_file:
-        write_pid_file(opts.pid_file, pid)
+        _write_pid_file(opts.pid_file, pid)
     return pid
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """The pid file, or the process killed (as runc does): no process the caller cannot track."""
+    try:
+        write_pid_file(path, pid)
+    except OSError as exc:
+        _kill(pid)
+        raise SetupError(f"--pid-file {path}: {exc.strerror}") from None
 
 
 def _converse(channel: Channel, stage1: int, entry, container: Container) -> int:
@@ -145,6 +159,7 @@ def _stage1(container: Container, process: dict, opts: ExecOptions, channel: Cha
 
 
 def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Channel) -> None:
+    log.debug("child process in init(): exec stage 2, in the container's namespaces")
     os.setsid()
     if process.get("terminal"):
         from ocirun import terminal  # loaded by the caller before the chroot
@@ -153,5 +168,6 @@ def _stage2(container: Container, process: dict, opts: ExecOptions, channel: Cha
     os.chdir(process["cwd"])
     path = program.find_program(process)
     security.apply_rlimits(process)
+    log.debug(f"setns_init: about to exec {path}")
     program.execute(path, process, Config(container.config).linux, opts.preserve_fds, 0o022,
                     lambda fd: (channel.send(f"{SECCOMP} {fd}"), channel.wait_go()))  # fmt: skip

@@ -1,6 +1,9 @@
 """The process `exec` runs: a process.json (--process), or the container's own process with
 the command line's changes, as runc builds it."""
 
+from ocirun.errors import UsageError
+
+
 def load_process(path: str) -> dict:
     """Read and validate a process.json (`--process`)."""
     from ocirun import jsonio
@@ -21,8 +24,6 @@ def load_process(path: str) -> dict:
 
 def process_from_flags(base: dict, opts: dict, command: list[str]) -> dict:
     """The container's process with the command line's changes, as runc builds it."""
-    from ocirun.errors import UsageError
-
     if not command:
         raise UsageError("exec: expects a command to run (or --process)")
     process = dict(base, args=command, terminal=opts["tty"])  # changed parts are copied below
@@ -57,8 +58,28 @@ def parse_user(text: str, current: dict) -> dict:
 
 
 def _number(text: str, flag: str) -> int:
-    from ocirun.errors import UsageError
-
     if not text.isdigit():
         raise UsageError(f"invalid value {text!r} for {flag}: expects a number")
     return int(text)
+
+
+def sub_cgroups(values: list[str]) -> dict[str, str] | None:
+    """--cgroup values as {controller: sub-path}; "" is the sub-path of every controller.
+
+    runc's forms: one PATH alone, or any number of CONTROLLER[,CONTROLLER...]:PATH.
+    """
+    if not values:
+        return None
+    paths = {}
+    for value in values:
+        controllers, colon, path = value.rpartition(":") if ":" in value else ("", "", value)
+        if ":" in controllers:
+            raise UsageError(f"invalid --cgroup argument: {value}")
+        if not colon:
+            if len(values) != 1:
+                raise UsageError(f"invalid --cgroup argument: {value} (missing CONTROLLER: prefix)")
+            paths[""] = path
+            continue
+        for controller in controllers.split(","):
+            paths[controller] = path
+    return paths

@@ -15,6 +15,7 @@ from ocirun import hooks, security
 from ocirun import syscalls as sc
 from ocirun.config import Config
 from ocirun.errors import SetupError
+from ocirun.log import log
 from ocirun.namespaces import NAMESPACE_FLAGS
 from ocirun.process import program
 from ocirun.process.protocol import CGROUP, ERROR, HOOKS, MOUNT, READY, Channel, describe
@@ -52,6 +53,7 @@ class Plan:
 
 def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     """The init's steps, in order; ends in execve (or exits when start finds an error)."""
+    log.debug("child process in init(): the init, in the container's namespaces")
     entry = plan.cgroup_entry
     entry.join_v1()  # all but memory, which waits for the end of the setup (see cgroups.Entry)
     os.setsid()
@@ -94,7 +96,7 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     if _parent_hooks(plan):
         channel.send(HOOKS)  # the parent runs prestart and createRuntime: the mounts are there
         channel.wait_go()
-    hooks.run(plan.config, "createContainer", _own_state(plan, "creating"))
+    hooks.run(plan.config, "createContainer", _own_state(plan, "creating"), cwd=rootfs.path)
     if plan.config.get("hostname") is not None and "uts" in plan.namespaces:
         sc.sethostname(plan.config["hostname"])
     if plan.config.get("domainname") is not None and "uts" in plan.namespaces:
@@ -116,6 +118,8 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     security.apply_memory_policy(plan.linux)
     entry.join_memory()
     entry.close()
+    log.debug("init: closing the pipe to signal completion")
+    log.close()
     channel.send(READY)
     channel.close()
 

@@ -17,6 +17,7 @@ import os
 
 from ocirun import namespaces, security
 from ocirun import syscalls as sc
+from ocirun.log import log
 from ocirun.namespaces import NAMESPACE_FLAGS
 from ocirun.process import init
 from ocirun.process.init import Plan
@@ -28,6 +29,7 @@ def fork_init(plan: Plan, channel: Channel) -> tuple[int, int]:
     """Fork the init; return (its pid, 0), or (0, stage 1's pid) where stage 1 forks it and
     reports its pid. Runs in the parent, which keeps its own namespaces either way."""
     _give_exec_fifo_to_container(plan)
+    log.debug("nsexec container setup: forking the init")
     gc.freeze()  # keep the children from dirtying (and being charged for) the parent's objects
     if _can_fork_directly(plan):
         flags = namespaces.unshare_flags(plan.namespaces, exclude=("cgroup",))
@@ -75,10 +77,10 @@ def stage1(plan: Plan, channel: Channel) -> None:
     ns = plan.namespaces
     # as the host's root: in a user namespace /proc/self/oom_score_adj is not ours to write
     security.write_oom_score_adj(plan.process)
-    if _wants_idmap(plan.spec.mounts):
+    if _wants_idmap(plan.spec.mounts) or "user" in ns:
         from ocirun import idmapped_mounts
 
-        # (still the host's root here)
+        # still the host's root here: bind sources a user namespace's root could not reach
         plan.idmap_trees = idmapped_mounts.prepare(plan.spec, plan.bundle)
     fds = namespaces.open_paths(ns)
     namespaces.join(fds, ns, only=("user",))

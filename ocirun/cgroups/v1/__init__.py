@@ -9,8 +9,8 @@ import os
 
 from ocirun.cgroups.common import asks, mkdirs, warn
 from ocirun.cgroups.detect import Host
-from ocirun.cgroups.entry import Entry
-from ocirun.cgroups.manager import Manager, OomNotifier
+from ocirun.cgroups.entry import Entry, MovingEntry
+from ocirun.cgroups.manager import Manager, OomNotifier, sub_cgroup
 from ocirun.errors import CgroupError
 
 
@@ -47,6 +47,8 @@ class V1Manager(Manager):
         made = [mkdirs(directory, mountpoint) for mountpoint, directory in mounts]
         self.parents = max(0, min(made) - 1)  # made in every hierarchy: ours to remove
         self._refuse_frozen(mounts, made)
+        if 0 in made:
+            self.warn_if_not_empty()
         for hierarchy, directory in self._hierarchies:
             if "cpuset" in hierarchy.controllers:
                 from ocirun.cgroups.v1 import cpuset
@@ -71,7 +73,9 @@ class V1Manager(Manager):
                     remove_parents(directory, levels - 1)
             raise
 
-    def open_entry(self) -> Entry:
+    def open_entry(self, sub_cgroups: dict[str, str] | None = None) -> Entry:
+        if sub_cgroups is not None:
+            return self._sub_entry(sub_cgroups)
         entry = Entry()
         try:
             for hierarchy, directory in self._hierarchies:
@@ -82,6 +86,20 @@ class V1Manager(Manager):
             entry.close()
             raise
         return entry
+
+    def _sub_entry(self, sub_cgroups: dict[str, str]) -> Entry:
+        """Each hierarchy's sub-cgroup: that of one of its controllers, else the "" one."""
+        known = {c for h, _ in self._hierarchies for c in h.controllers}
+        if unknown := sorted(set(sub_cgroups) - known - {""}):
+            raise CgroupError(f"--cgroup: unknown controller {', '.join(unknown)}")
+        directories = []
+        for hierarchy, directory in self._hierarchies:
+            named = [c for c in sorted(hierarchy.controllers) if c in sub_cgroups]
+            path = sub_cgroups[named[0]] if named else sub_cgroups.get("", "")
+            directories.append(sub_cgroup(directory, path))
+        if self._unified:
+            directories.append(sub_cgroup(self._unified_dir, sub_cgroups.get("", "")))
+        return MovingEntry(directories)
 
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
         """In runc's subsystem order; devices None leaves the device rules alone."""
@@ -130,9 +148,24 @@ class V1Manager(Manager):
 
             rdma_controller.apply(directory, rdma)
         if unified := resources.get("unified"):
-            if self._unified is None:
-                raise CgroupError("unified: cgroup v2 keys, but this host has no cgroup2 hierarchy")
+            self._check_unified(unified)
             self._v2().write_resources({"unified": unified}, None)
+
+    def _check_unified(self, unified: dict) -> None:
+        """`unified` keys reach only the cgroup2 hierarchy: of a hybrid host, whose other
+        controllers are v1 ones (runc refuses `unified` on any host with v1 controllers)."""
+        from ocirun.cgroups.v2 import unified as unified_files
+
+        if self._unified is None:
+            raise CgroupError(
+                "invalid configuration: unified: cgroup v2 keys, but this host has no cgroup2 "
+                "hierarchy"
+            )
+        if on_v1 := sorted(unified_files.controllers(unified) & set(self._dirs)):
+            raise CgroupError(
+                f"invalid configuration: unified: the {', '.join(on_v1)} controller is in a "
+                "cgroup v1 hierarchy on this host, out of reach of cgroup v2 keys"
+            )
 
     def _hugetlb(self, limits: list[dict]) -> None:
         if directory := self._dirs.get("hugetlb"):

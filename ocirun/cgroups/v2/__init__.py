@@ -8,8 +8,8 @@ import errno
 import os
 
 from ocirun.cgroups.common import asks, read, warn, write_errno, write_error
-from ocirun.cgroups.entry import Entry
-from ocirun.cgroups.manager import Manager, OomNotifier
+from ocirun.cgroups.entry import Entry, MovingEntry
+from ocirun.cgroups.manager import Manager, OomNotifier, sub_cgroup
 from ocirun.errors import CgroupError
 
 
@@ -27,7 +27,7 @@ class V2Manager(Manager):
 
     def create(self) -> None:
         controllers = self._available() if self._enable_all else []
-        current, made = self.root, 0
+        current, made, existed = self.root, 0, True
         for part in filter(None, self.location.split("/")):
             if controllers:
                 _enable(current, controllers)
@@ -35,8 +35,9 @@ class V2Manager(Manager):
             try:
                 os.mkdir(current, 0o755)
                 made += 1
+                existed = False
             except FileExistsError:
-                pass
+                existed = True
             except OSError as e:
                 raise CgroupError(f"cannot create {current}: {e.strerror}") from None
         self.parents = max(0, made - 1)  # the levels above the cgroup that were ours
@@ -48,8 +49,14 @@ class V2Manager(Manager):
             if made:  # frozen with an ancestor: the cgroup is new, and ours to remove
                 self.destroy()
             raise
+        if existed:
+            self.warn_if_not_empty()
 
-    def open_entry(self) -> Entry:
+    def open_entry(self, sub_cgroups: dict[str, str] | None = None) -> Entry:
+        if sub_cgroups is not None:
+            if set(sub_cgroups) != {""}:
+                raise CgroupError("--cgroup: cgroup v2 has one hierarchy: give a PATH alone")
+            return MovingEntry([sub_cgroup(self.dir, sub_cgroups[""])])
         entry = Entry()
         entry.open_cgroup2(self.dir)
         return entry
