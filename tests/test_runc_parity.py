@@ -9,11 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-import test_linux_helpers
-from helpers import OCIRUN
-from test_linux_helpers import add_userns
-
-userns_rootfs = test_linux_helpers.userns_rootfs  # the fixture
+from helpers import OCIRUN, add_userns
 
 
 def test_help_and_version_name_the_program_as_called(tmp_path):
