@@ -165,6 +165,27 @@ def switch_user(user: dict) -> None:
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
 
 
+def check_grantable(process: dict) -> None:
+    """Refuse, before create returns, capabilities this process cannot hand on: runc applies
+    them before then, so a set the host cannot grant fails create, not the container's start.
+    capset(2) refuses permitted (and effective) beyond our own permitted set, inheritable
+    beyond our bounding and inheritable sets."""
+    sets = CapabilitySets(process)
+    _, permitted, inheritable = sc.capget()
+    bounding = 0
+    for cap in range(last_cap() + 1):
+        if sc.prctl(sc.PR_CAPBSET_READ, cap):
+            bounding |= 1 << cap
+    missing = (sets.permitted | sets.effective) & ~permitted
+    missing |= sets.inheritable & ~(bounding | inheritable)
+    if missing:
+        names = sorted(name for name, number in CAP_NUMBER.items() if missing >> number & 1)
+        raise SetupError(
+            f"process.capabilities: unable to apply caps: operation not permitted "
+            f"({', '.join(names)}: not held by the runtime)"
+        )
+
+
 class CapabilitySets:
     """The process's capability sets as masks, worked out before the last steps (reading
     cap_last_cap then would be a call the seccomp profile must allow)."""

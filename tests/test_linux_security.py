@@ -4,6 +4,7 @@ oom_score_adj, HOME, personality, I/O priority, scheduler and CPU affinity."""
 import os
 import subprocess
 
+import pytest
 from helpers import create_fails, created_pid, run_probe, status_field
 
 CAP_KILL, CAP_NET_BIND_SERVICE = 5, 10
@@ -78,6 +79,30 @@ def test_an_rlimit_the_host_cannot_grant_is_refused_clearly(ocirun, make_bundle,
         if int(status_field(f.read(), "CapEff"), 16) & (1 << 24):  # CAP_SYS_RESOURCE
             return  # a host that can grant it: nothing to refuse
     assert "RLIMIT_NOFILE" in create_fails(ocirun, bundle, cid)
+
+
+@pytest.mark.parametrize("runtime", ["ocirun", "/usr/sbin/runc"])
+def test_a_capability_the_runtime_does_not_hold_fails_create(
+    ocirun, make_bundle, cid, tmp_path, runtime
+):
+    """Run under a bounding set without CAP_SYS_NICE, a config that asks for it fails at create
+    (docker run then exits 125), as with runc, which applies capabilities before create returns."""
+    bundle = make_bundle(["true"])
+    for field in ("bounding", "effective", "permitted"):
+        bundle.config["process"]["capabilities"][field].append("CAP_SYS_NICE")
+    binary = ocirun.binary if runtime == "ocirun" else runtime
+    root = ocirun.root if runtime == "ocirun" else tmp_path / "runc-state"
+    with open(tmp_path / "stderr", "w+") as err:  # (a created container keeps a pipe open)
+        result = subprocess.run(["setpriv", "--bounding-set=-sys_nice", binary, "--root",
+                                 str(root), "create", "-b", bundle.write(), cid],
+                                stdout=subprocess.DEVNULL, stderr=err, timeout=60)  # fmt: skip
+        err.seek(0)
+        stderr = err.read()
+    subprocess.run([binary, "--root", str(root), "delete", "--force", cid], capture_output=True)
+    assert result.returncode != 0
+    assert "unable to apply caps: operation not permitted" in stderr
+    if runtime == "ocirun":
+        assert "CAP_SYS_NICE" in stderr and ocirun.ids() == []
 
 
 def test_umask_given_and_inherited(ocirun, make_bundle, cid):

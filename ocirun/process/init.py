@@ -114,6 +114,7 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
 
         terminal.setup_console(plan.console_fd, plan.process.get("consoleSize"))
     path = program.find_program(plan.process)
+    security.check_grantable(plan.process)
     security.apply_rlimits(plan.process)
     security.apply_memory_policy(plan.linux)
     entry.join_memory()

@@ -390,10 +390,6 @@ def test_unexecutable_command(docker):
         assert f'exec: "{program}": permission denied' in proc.stderr
 
 
-# ocirun applies capabilities after `start`, so a set the host cannot grant fails the
-# container's first step (exit 1, "ocirun: capset: Operation not permitted" on its stderr);
-# runc applies them before create returns, and docker run reports the create failure (125)
-CAPSET_AFTER_START = "ocirun fails an impossible capability set at start, not at create"
 CAP_SYS_RESOURCE = 24
 
 
@@ -405,9 +401,7 @@ def host_lacks_cap_sys_resource() -> bool:
 
 
 @pytest.mark.skipif(not host_lacks_cap_sys_resource(), reason="root here can grant every cap")
-def test_capability_the_host_lacks_fails_create(docker, request):
-    if docker.runtime.name == "ocirun":
-        request.applymarker(pytest.mark.xfail(reason=CAPSET_AFTER_START))
+def test_capability_the_host_lacks_fails_create(docker):
     proc = docker.run("true", options=("--cap-add=SYS_RESOURCE",), check=False)
     assert proc.returncode == 125, proc.stderr
     assert "OCI runtime create failed" in proc.stderr
