@@ -23,13 +23,15 @@ class CreateOptions:
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
-                 preserve_fds: int = 0, new_keyring: bool = True) -> None:  # fmt: skip
+                 preserve_fds: int = 0, new_keyring: bool = True,
+                 rootless_cgroups: bool = False) -> None:  # fmt: skip
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.new_keyring = new_keyring
+        self.rootless_cgroups = rootless_cgroups  # no cgroup where it may not make one
 
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
@@ -40,7 +42,8 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = 
     config = cfg.load(opts.bundle)
     cfg.check(config, opts.bundle)
     security.check(config["process"])
-    cgroup = cgroups.manager_for(config.get("linux", {}).get("cgroupsPath"), container_id)
+    cgroup = cgroups.manager_for(config.get("linux", {}).get("cgroupsPath"), container_id,
+                                 opts.rootless_cgroups)  # fmt: skip
     os.makedirs(root, 0o700, exist_ok=True)
     state_dir = os.path.join(root, container_id)
     try:
@@ -159,6 +162,10 @@ class _Builder:
                     return
                 elif word == "error":
                     raise SetupError(rest)
+        except BaseException:
+            if stage1:  # it may be waiting for our answer: waiting for it would hang
+                os.kill(stage1, 9)
+            raise
         finally:
             if stage1:  # (a directly forked init is left alone: it is the container)
                 os.waitpid(stage1, 0)

@@ -158,7 +158,14 @@ def apply_user_and_caps(process: dict) -> None:
     user = process.get("user", {})
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    os.setgroups(user.get("additionalGids", []))
+    try:
+        os.setgroups(user.get("additionalGids", []))
+    except PermissionError:  # a user namespace whose setgroups is "deny" (rootless, as runc)
+        if user.get("additionalGids"):
+            raise SetupError(
+                "process.user.additionalGids: setgroups is denied in this user namespace "
+                "(rootless with a single gid mapping): no additional groups can be set"
+            ) from None
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)

@@ -13,17 +13,18 @@ OPTIONS = [
 ]
 
 
-def create_options(opts: dict):
+def create_options(ctx, opts: dict):
     from ocirun.create import CreateOptions
 
     return CreateOptions(opts["bundle"], opts["pid_file"], opts["console_socket"],
                          opts["no_pivot"], opts["preserve_fds"],
-                         new_keyring=not opts["no_new_keyring"])  # fmt: skip
+                         new_keyring=not opts["no_new_keyring"],
+                         rootless_cgroups=ctx.rootless_cgroups)  # fmt: skip
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
     from ocirun.cli import one_id
     from ocirun.create import create
 
-    create(ctx.root, one_id(args), create_options(opts))
+    create(ctx.root, one_id(args), create_options(ctx, opts))
     return 0

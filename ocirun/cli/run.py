@@ -29,7 +29,8 @@ def run(ctx, opts: dict, args: list[str]) -> int:
         opts["console_socket"] = proxy.path
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init re-parents to us, so we can wait for it
     try:
-        container, lock = create(ctx.root, container_id, create_options(opts), keep_lock=True)
+        options = create_options(ctx, opts)
+        container, lock = create(ctx.root, container_id, options, keep_lock=True)
     except BaseException:
         if proxy is not None:
             proxy.finish()
