@@ -17,7 +17,7 @@ to the caller's subreaper (containerd's shim, conmon).
 import gc
 import os
 
-from ocirun import hooks, namespaces, security
+from ocirun import hooks, namespaces, rootless, security
 from ocirun import syscalls as sc
 from ocirun.channel import Channel, describe, run_child
 from ocirun.config import NAMESPACE_FLAGS
@@ -53,6 +53,7 @@ class Plan:
         self.new_keyring = new_keyring  # a session keyring of its own (runc's "_ses.<id>")
         self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
         self.namespaces = {ns["type"]: ns.get("path") for ns in self.linux.get("namespaces", [])}
+        self.in_userns = rootless.in_user_namespace()  # ocirun's own: no mknod there either
 
 
 def fork_init(plan: Plan, channel: Channel) -> tuple[int, int]:
@@ -156,7 +157,7 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     if "network" in ns and ns["network"] is None:
         sc.interface_up("lo")
     rootfs = Rootfs(plan.config, plan.bundle, plan.rootfs, new_mountns="mount" in ns,
-                    in_userns="user" in ns,
+                    in_userns="user" in ns or plan.in_userns,
                     on_host_mount=lambda path: channel.send(f"mount {path}"),
                     idmap_trees=plan.idmap_trees)  # fmt: skip
     rootfs.prepare()
