@@ -3,76 +3,21 @@ runc side by side with the config `spec --rootless` writes; nothing runs as root
 
 import json
 import os
-import pwd
 import subprocess
-import tempfile
-import uuid
 
 import pytest
-from helpers import OCIRUN, REPO
+from helpers import OCIRUN
+from rootless_user import User
 
 RUNC = "/usr/sbin/runc"
 RUNTIMES = {"ocirun": OCIRUN, "runc": RUNC}
-
-
-class User:
-    """A user made for one test module, with subordinate id ranges and an XDG runtime dir."""
-
-    def __init__(self) -> None:
-        self.name = "ocrl" + uuid.uuid4().hex[:8]
-        subprocess.run(["useradd", "-M", "-s", "/bin/sh", self.name], check=True)
-        entry = pwd.getpwnam(self.name)
-        self.uid, self.gid = entry.pw_uid, entry.pw_gid
-        self.subuid = _range("/etc/subuid", self.name)
-        self.subgid = _range("/etc/subgid", self.name)
-        self.xdg = f"/run/user/{self.uid}"
-        os.makedirs(self.xdg, 0o700)
-        os.chown(self.xdg, self.uid, self.gid)
-        self.home = tempfile.mkdtemp(prefix=f"{self.name}-")
-        os.chmod(self.home, 0o755)
-        rootfs = os.path.join(self.home, "rootfs")
-        subprocess.run([str(REPO / "bundles" / "make-rootfs"), rootfs], check=True,
-                       capture_output=True)  # fmt: skip
-        subprocess.run(["chown", "-R", f"{self.uid}:{self.gid}", self.home], check=True)
-
-    def run(self, *argv: str, timeout: float = 30, env: dict | None = None):
-        """argv as the user (setpriv: its uid, gid and groups), with its XDG_RUNTIME_DIR."""
-        environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.home,
-                       "USER": self.name, "XDG_RUNTIME_DIR": self.xdg, **(env or {})}  # fmt: skip
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.run(
-                ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                 "--", *argv],
-                stdout=out, stderr=err, env=environment, cwd=self.home, timeout=timeout,
-            )  # fmt: skip
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(
-                proc.args, proc.returncode, out.read().decode(), err.read().decode()
-            )
-
-    def remove(self) -> None:
-        """Kill what the user still runs, then remove its files and the user itself."""
-        subprocess.run(["pkill", "-9", "-U", str(self.uid)], check=False)
-        for path in (self.xdg, self.home):
-            if os.path.isdir(path):
-                subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
-        subprocess.run(["userdel", self.name], check=False, capture_output=True)
-
-
-def _range(path: str, name: str) -> tuple[int, int]:
-    with open(path) as f:
-        for line in f:
-            owner, start, count = line.strip().split(":")
-            if owner == name:
-                return int(start), int(count)
-    pytest.skip(f"useradd gave {name} no range in {path}")
 
 
 @pytest.fixture(scope="module")
 def user():
     made = User()
     try:
+        made.make()
         yield made
     finally:
         made.remove()
@@ -127,6 +72,37 @@ def test_run_is_root_inside_mapped_to_the_user(user, runtime):
     assert lines[3].split() == ["0", str(user.gid), "1"]
     assert f"{runtime}" in os.listdir(user.xdg)  # the default root is $XDG_RUNTIME_DIR/<runtime>
     assert os.listdir(os.path.join(user.xdg, runtime)) == []  # nothing left after the run
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_with_a_terminal(user, runtime):
+    """A foreground run on a pty of its own (script gives it one): a devpts of the container's."""
+    bundle = _bundle(user, f"tty-{runtime}", ["sh", "-c", "tty; ls -n /dev/pts/0"],
+                     lambda c: c["process"].update(terminal=True))  # fmt: skip
+    command = f"{RUNTIMES[runtime]} run --bundle {bundle} t1"
+    result = user.run("script", "-qec", command, "/dev/null")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("/dev/pts/0")  # (runc's own output starts with a NUL: "^@")
+    assert lines[1].split()[2:4] == ["0", "0"]  # the user's ids, root's inside
+    assert os.listdir(os.path.join(user.xdg, runtime)) == []
+
+
+def test_container_root_mapped_to_a_subordinate_id(user):
+    """Beyond runc (which cannot chown its exec fifo to that id): the container's root is not
+    the user, only ids of its ranges are mapped."""
+    start, size = user.subuid
+    gstart, gsize = user.subgid
+
+    def maps(config):
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": start, "size": size}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gstart, "size": gsize}]
+
+    bundle = _bundle(user, "subroot", ["sh", "-c", "id -u; cat /proc/self/uid_map"], maps)
+    result = user.run(OCIRUN, "run", "--bundle", bundle, "s1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0", str(start), str(size)]
+    assert os.listdir(os.path.join(user.xdg, "ocirun")) == []
 
 
 def test_lifecycle_state_under_xdg_runtime_dir(user):
