@@ -4,7 +4,9 @@
 set -eu
 cd "$(dirname "$0")"
 
-packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2 python3-venv"
+# uidmap: newuidmap/newgidmap, for rootless containers mapping subordinate ids (and podman)
+packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2 python3-venv
+          uidmap"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
