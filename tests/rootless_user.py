@@ -36,14 +36,16 @@ class User:
                        capture_output=True)  # fmt: skip
         subprocess.run(["chown", "-R", f"{self.uid}:{self.gid}", self.home], check=True)
 
-    def run(self, *argv: str, timeout: float = 30, env: dict | None = None):
-        """argv as the user (setpriv: its uid, gid and groups), with its XDG_RUNTIME_DIR."""
+    def run(self, *argv: str, timeout: float = 30, env: dict | None = None, cgroup: str = ""):
+        """argv as the user (setpriv: its uid, gid and groups), with its XDG_RUNTIME_DIR;
+        cgroup: a cgroup2 directory root moves the process into first (a delegation)."""
         environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.home,
                        "USER": self.name, "XDG_RUNTIME_DIR": self.xdg, **(env or {})}  # fmt: skip
+        enter = ["sh", "-c", 'echo $$ >"$0/cgroup.procs" && exec "$@"', cgroup] if cgroup else []
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             proc = subprocess.run(
-                ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                 "--", *argv],
+                [*enter, "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}",
+                 "--init-groups", "--", *argv],
                 stdout=out, stderr=err, env=environment, cwd=self.home, timeout=timeout,
             )  # fmt: skip
             out.seek(0)

@@ -224,3 +224,51 @@ def test_root_keeps_run_ocirun(tmp_path):
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
     subprocess.run([OCIRUN, "list"], env=env, check=True, capture_output=True)
     assert not (tmp_path / "ocirun").exists()
+
+
+def _unified() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return not any(" - cgroup " in line for line in f)
+
+
+@pytest.mark.guest
+@pytest.mark.skipif(not os.environ.get("OCIRUN_IN_GUEST") or not _unified(),
+                    reason="needs the cgroup v2 test host (tests/guest)")  # fmt: skip
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_cgroup_v2_delegated_subtree(user, runtime):
+    """Where root delegates a subtree to the user (as systemd's Delegate=yes does), the
+    container's cgroup goes next to the user's own, with its limits; elsewhere none at all."""
+    top = "/sys/fs/cgroup"
+    with open(f"{top}/cgroup.subtree_control", "w") as f:
+        f.write("+memory +pids")
+    delegated = f"{top}/{user.name}-{runtime}"
+    os.makedirs(f"{delegated}/shell")
+    try:
+        for name in ("", "/cgroup.procs", "/cgroup.subtree_control", "/cgroup.threads"):
+            os.chown(delegated + name, user.uid, user.gid)
+        subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", f"{delegated}/shell"], check=True)
+        limits = {"memory": {"limit": 64 << 20}, "pids": {"limit": 20}}
+        bundle = _bundle(user, f"v2-{runtime}", ["sleep", "1000"],
+                         lambda c: c["linux"].update(resources=limits))  # fmt: skip
+        binary = RUNTIMES[runtime]
+        result = user.run(binary, "create", "--bundle", bundle, "d1", cgroup=f"{delegated}/shell")
+        assert result.returncode == 0, result.stderr
+        try:
+            with open(f"{delegated}/d1/memory.max") as f:
+                assert f.read() == f"{64 << 20}\n"
+            with open(f"{delegated}/d1/pids.max") as f:
+                assert f.read() == "20\n"
+            assert user.run(binary, "pause", "d1").returncode == 0
+            with open(f"{delegated}/d1/cgroup.freeze") as f:
+                assert f.read() == "1\n"
+            assert user.run(binary, "resume", "d1").returncode == 0
+        finally:
+            assert user.run(binary, "delete", "--force", "d1").returncode == 0
+        assert not os.path.exists(f"{delegated}/d1")
+        result = user.run(binary, "run", "--bundle", bundle, "d2")  # not in the delegation
+        assert result.returncode != 0 and "limit" in result.stderr
+        assert os.listdir(os.path.join(user.xdg, runtime)) == []
+    finally:
+        for directory in (f"{delegated}/shell", delegated):
+            if os.path.isdir(directory):
+                os.rmdir(directory)

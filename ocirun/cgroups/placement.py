@@ -61,7 +61,9 @@ def manager_for(cgroups_path: str | None, container_id: str, rootless: bool = Fa
         )
         if rootless and not cgroups_path and not _may_use(hierarchy.mountpoint, path):
             return _no_cgroup(host, own)
-        return V2Manager(hierarchy.mountpoint, path)
+        manager: Manager = V2Manager(hierarchy.mountpoint, path)
+        manager.rootless = rootless
+        return manager
     paths = {}
     for hierarchy in host.v1:
         paths[hierarchy.name] = (
@@ -73,7 +75,9 @@ def manager_for(cgroups_path: str | None, container_id: str, rootless: bool = Fa
         hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
         if not all(_may_use(h.mountpoint, paths[h.name]) for h in hierarchies):
             return _no_cgroup(host, own)
-    return _v1(host, paths)
+    manager = _v1(host, paths)
+    manager.rootless = rootless
+    return manager
 
 
 def open_existing(path: str) -> Manager:
