@@ -122,6 +122,9 @@ def test_lifecycle_state_under_xdg_runtime_dir(user):
         result = user.run(OCIRUN, "exec", "life", "sh", "-c", "id -u; cat /proc/1/cmdline")
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("0\nsleep")
+        result = user.run("script", "-qec", f"{OCIRUN} exec --tty life tty", "/dev/null")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith("/dev/pts/0")
         assert user.run(OCIRUN, "kill", "life", "KILL").returncode == 0
         for _ in range(500):
             if json.loads(user.run(OCIRUN, "state", "life").stdout)["status"] == "stopped":
