@@ -270,6 +270,9 @@ def test_cgroup_v2_delegated_subtree(user, runtime):
         assert not os.path.exists(f"{delegated}/d1")
         result = user.run(binary, "run", "--bundle", bundle, "d2")  # not in the delegation
         assert result.returncode != 0 and "limit" in result.stderr
+        bundle = _bundle(user, f"v2-none-{runtime}", ["ls", "/sys/fs/cgroup/cgroup.procs"])
+        result = user.run(binary, "run", "--bundle", bundle, "d3")  # no limits: no cgroup
+        assert result.returncode == 0, result.stderr
         assert os.listdir(os.path.join(user.xdg, runtime)) == []
     finally:
         for directory in (f"{delegated}/shell", delegated):
