@@ -4,10 +4,11 @@
 set -eu
 cd "$(dirname "$0")"
 
+# uidmap: newuidmap/newgidmap, for rootless containers mapping subordinate ids (and podman);
 # user-mode-linux: the cgroup v2 test guest (tests/guest/README.md); gcc and libc6-dev build
 # its helper and the CRI tests' pause program; containernetworking-plugins: the CRI tests' CNI
 packages="busybox-static runc containerd podman iproute2 procps util-linux libseccomp2 python3-venv
-          user-mode-linux containernetworking-plugins gcc libc6-dev"
+          uidmap user-mode-linux containernetworking-plugins gcc libc6-dev"
 # docker.io's recommends (apparmor, cgroupfs-mount, needrestart, ...) would change the host
 plain_packages="docker.io"
 missing=""

@@ -306,7 +306,7 @@ def destroy(container: Container, status: str) -> None:
         if status == PAUSED:
             cgroup.thaw()
         kill_and_wait(container.pid)
-    for pid in cgroup.pids():
+    for pid in cgroup.pids() if cgroup.location else ():  # (rootless: none of its own)
         kill_and_wait(pid)
     unmount_all(container.data.get("host_mounts", []))
     destroy_cgroup(cgroup)

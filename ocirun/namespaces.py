@@ -60,14 +60,57 @@ def unshare_flags(namespaces: dict[str, str | None], exclude: tuple[str, ...]) -
 
 
 def write_id_mappings(pid: int, linux: dict) -> None:
-    """From the parent, as root: the uid_map and gid_map of the child's new user namespace."""
+    """From the parent: the uid_map and gid_map of the child's new user namespace."""
     write_mappings(pid, linux["uidMappings"], linux["gidMappings"])
 
 
 def write_mappings(pid: int, uid_maps: list[dict], gid_maps: list[dict]) -> None:
-    """uid_map and gid_map of the user namespace process pid is in (written once, from outside)."""
-    _write(f"/proc/{pid}/uid_map", _format_mappings(uid_maps))
-    _write(f"/proc/{pid}/gid_map", _format_mappings(gid_maps))
+    """uid_map and gid_map of the user namespace process pid is in (written once, from outside).
+
+    As runc does: written directly where the kernel lets us (root; a user mapping only its own
+    ids), else through the setuid helpers newuidmap/newgidmap, which allow the ranges
+    /etc/subuid and /etc/subgid give the user. A user who maps only its own gid must deny
+    setgroups first (the kernel's rule); with newgidmap, setgroups stays allowed."""
+    uid_text, gid_text = _format_mappings(uid_maps), _format_mappings(gid_maps)
+    _write_map(pid, "uid", uid_text, uid_maps, "linux.uidMappings")
+    if os.geteuid() != 0 and gid_maps == [{"containerID": 0, "hostID": os.getegid(), "size": 1}]:
+        _write(f"/proc/{pid}/setgroups", "deny")
+    _write_map(pid, "gid", gid_text, gid_maps, "linux.gidMappings")
+
+
+def _write_map(pid: int, kind: str, text: str, mappings: list[dict], field: str) -> None:
+    path = f"/proc/{pid}/{kind}_map"
+    try:
+        sc.write_file(path, text)
+        return
+    except PermissionError:
+        pass
+    except OSError as exc:
+        raise SetupError(f"{field}: cannot write {path}: {exc.strerror}") from None
+    _map_with_helper(pid, kind, mappings, field)
+
+
+def _map_with_helper(pid: int, kind: str, mappings: list[dict], field: str) -> None:
+    """newuidmap/newgidmap PID CONTAINER-ID HOST-ID SIZE...; its complaint names the field."""
+    import shutil
+    import subprocess
+
+    tool = f"new{kind}map"
+    program = shutil.which(tool)
+    own = os.getuid() if kind == "uid" else os.getgid()
+    if program is None:
+        raise SetupError(
+            f"{field}: mapping ids other than your own {kind} {own} needs {tool} "
+            "(Debian package uidmap) and ranges in /etc/sub{kind}"
+        )
+    args = [str(n) for m in mappings for n in (m["containerID"], m["hostID"], m["size"])]
+    result = subprocess.run([program, str(pid), *args], capture_output=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).decode(errors="replace").strip()
+        raise SetupError(
+            f"{field}: {tool} refused the mapping (your {kind} is {own}; only it and your "
+            f"ranges in /etc/sub{kind} may be mapped): {detail}"
+        )
 
 
 def host_id(mappings: list[dict], container_id: int) -> int:

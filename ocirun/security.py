@@ -159,7 +159,14 @@ def switch_user(user: dict) -> None:
     """The configured uid, gids and groups, keeping the permitted capabilities for capset."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    os.setgroups(user.get("additionalGids", []))
+    try:
+        os.setgroups(user.get("additionalGids", []))
+    except PermissionError:  # a user namespace whose setgroups is "deny" (rootless, as runc)
+        if user.get("additionalGids"):
+            raise SetupError(
+                "process.user.additionalGids: setgroups is denied in this user namespace "
+                "(rootless with a single gid mapping): no additional groups can be set"
+            ) from None
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)

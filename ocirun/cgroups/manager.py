@@ -20,6 +20,7 @@ class Manager:
 
     location: str  # where the cgroup is: mgr.path without the ";parents=" part
     parents = 0  # levels above the cgroup that create() made, for destroy() to remove again
+    rootless = False  # made for a rootless container (see placement): device rules may fail
 
     @property
     def path(self) -> str:
@@ -49,7 +50,17 @@ class Manager:
         """Write linux.resources at create, runc's default device rules appended."""
         from ocirun.cgroups.devices import DEFAULT_RULES
 
-        self.write_resources(resources, [*(resources.get("devices") or []), *DEFAULT_RULES])
+        rules = [*(resources.get("devices") or []), *DEFAULT_RULES]
+        if not self.rootless:
+            self.write_resources(resources, rules)
+            return
+        self.write_resources(resources, None)
+        try:  # as runc: device rules need privileges a user lacks, and its user namespace
+            self.write_resources({}, rules)  # already keeps it from making device nodes
+        except CgroupError as exc:  # (silently, as runc: only --debug tells)
+            from ocirun.log import log
+
+            log.debug(f"rootless: device rules not applied: {exc}")
 
     def update(self, resources: dict) -> None:
         """Change limits live (`ocirun update`); device rules stay as they are, as in runc."""

@@ -17,6 +17,10 @@ verified in its source):
   --systemd-cgroup (systemd=True) the systemd driver (cgroups/systemd/) takes the path instead.
 - A path that resolves to a hierarchy root, or to the runtime's own cgroup ("/", "."), is
   refused: destroy() would try to remove it.
+- Rootless (runc's --rootless, by default when not the host's root) and no cgroupsPath: where
+  this process may not make the cgroup or move itself into it in every hierarchy, no cgroup
+  at all (absent.NoCgroup: limits are then refused). With a cgroupsPath, a cgroup it may
+  not make is an error, as for root.
 
 mgr.path is the resolved cgroup path ("/ocirun/abc"). When a relative path resolves differently
 in some hierarchies, they follow after ";" by hierarchy name:
@@ -34,7 +38,7 @@ from ocirun.errors import CgroupError
 
 
 def manager_for(cgroups_path: str | None, container_id: str, systemd: bool = False,
-                annotations: dict | None = None) -> Manager:  # fmt: skip
+                annotations: dict | None = None, rootless: bool = False) -> Manager:  # fmt: skip
     """The manager of a new container's cgroup. Reads /proc/self/mountinfo (and, for a
     relative path, /proc/self/cgroup); creates and writes nothing. systemd: the unit of
     --systemd-cgroup, with the config's annotations (org.systemd.property.*)."""
@@ -62,7 +66,11 @@ def manager_for(cgroups_path: str | None, container_id: str, systemd: bool = Fal
         path = (
             inner if absolute else _below(hierarchy, os.path.dirname(_own(own, hierarchy)), inner)
         )
-        return V2Manager(hierarchy.mountpoint, path)
+        if rootless and not cgroups_path and not _may_use(hierarchy.mountpoint, path):
+            return _no_cgroup(host, own)
+        manager: Manager = V2Manager(hierarchy.mountpoint, path)
+        manager.rootless = rootless
+        return manager
     paths = {}
     for hierarchy in host.v1:
         paths[hierarchy.name] = (
@@ -70,11 +78,21 @@ def manager_for(cgroups_path: str | None, container_id: str, systemd: bool = Fal
         )
     if host.v2:
         paths[host.v2.name] = inner if absolute else "/" + inner
-    return _v1(host, paths)
+    if rootless and not cgroups_path:
+        hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
+        if not all(_may_use(h.mountpoint, paths[h.name]) for h in hierarchies):
+            return _no_cgroup(host, own)
+    manager = _v1(host, paths)
+    manager.rootless = rootless
+    return manager
 
 
 def open_existing(path: str) -> Manager:
     """The manager of an existing container's cgroup, from mgr.path as stored at create."""
+    if not path:
+        from ocirun.cgroups.absent import NoCgroup
+
+        return NoCgroup()
     host = detect.host()
     common, _, rest = path.partition(";")
     items = dict(item.split("=", 1) for item in rest.split(";") if item)
@@ -121,6 +139,35 @@ def _below(hierarchy: detect.Hierarchy, own: str, inner: str) -> str:
     if root != "/" and (full == root or full.startswith(root + "/")):
         full = full[len(root) :] or "/"
     return full
+
+
+def _may_use(mountpoint: str, path: str) -> bool:
+    """Whether this process may make the cgroup at path below mountpoint (or, where it is
+    there already, move itself into it): the kernel's own access check, before trying."""
+    directory = mountpoint + path if path != "/" else mountpoint
+    if os.path.isdir(directory):
+        return os.access(directory + "/cgroup.procs", os.W_OK, effective_ids=True)
+    while directory != mountpoint and not os.path.isdir(directory):
+        directory = os.path.dirname(directory)
+    return os.access(directory, os.W_OK | os.X_OK, effective_ids=True)
+
+
+def _no_cgroup(host: detect.Host, own: dict[frozenset[str], str]) -> Manager:
+    """No cgroup of its own: the container stays in ours, which its cgroup mounts show."""
+    from ocirun.cgroups.absent import NoCgroup
+
+    hierarchies = [*host.v1, host.v2] if host.v2 else host.v1
+    if host.mode == "unified":
+        sources = [("", _join(host.v2.mountpoint, _below(host.v2, _own(own, host.v2), ".")),
+                    "cgroup2")]  # fmt: skip
+    else:
+        sources = [(h.name, _join(h.mountpoint, _below(h, _own(own, h), ".")),
+                    "cgroup" if h.version == 1 else "cgroup2") for h in hierarchies]  # fmt: skip
+    return NoCgroup(sources)
+
+
+def _join(mountpoint: str, path: str) -> str:
+    return mountpoint if path == "/" else mountpoint + path
 
 
 def _v1(host: detect.Host, paths: dict[str, str]) -> Manager:

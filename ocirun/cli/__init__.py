@@ -20,24 +20,48 @@ COMMANDS = (
 )  # fmt: skip
 
 GLOBAL_OPTIONS = [
-    opt("--root", default="/run/ocirun", help="root directory for storage of container state"),
+    opt("--root", help="root directory for container state (default /run/ocirun; not root: "
+                       "$XDG_RUNTIME_DIR/ocirun)"),
     opt("--log", help="log file (default: stderr)"),
     opt("--log-format", default="text", help="log format: text or json"),
     opt("--debug", kind=bool, help="enable debug logging"),
     opt("--systemd-cgroup", kind=bool, help="make cgroups systemd units (slice:prefix:name)"),
-    opt("--rootless", help="accepted for runc compatibility; ignored"),
+    opt("--rootless", help="rootless cgroups: auto (not root, or in a userns), true, false"),
     opt("--criu", help="accepted for runc compatibility; ignored"),
     opt("--version", "-v", kind=bool, help="print the version"),
     opt("--help", "-h", kind=bool, help="show help"),
-]
+]  # fmt: skip
 
 
 class Context:
     """What the global flags say, handed to every command."""
 
     def __init__(self, opts: dict) -> None:
-        self.root: str = opts["root"]
+        self.root: str = opts["root"] or _default_root()
         self.systemd_cgroup: bool = opts["systemd_cgroup"]  # cgroups as systemd units
+        self.rootless: str | None = opts["rootless"]
+        if self.rootless is not None:
+            from ocirun.rootless import check_flag
+
+            check_flag(self.rootless)
+
+    @property
+    def rootless_cgroups(self) -> bool:
+        """Whether a container without cgroupsPath may go without a cgroup (see rootless)."""
+        from ocirun.rootless import rootless_cgroups
+
+        return rootless_cgroups(self.rootless)
+
+
+def _default_root() -> str:
+    """/run/ocirun, or $XDG_RUNTIME_DIR/ocirun (made now) where runc would use its XDG twin."""
+    if posix.environ.get(b"XDG_RUNTIME_DIR"):
+        from ocirun.rootless import make_xdg_root, xdg_root
+
+        if root := xdg_root():
+            make_xdg_root(root)
+            return root
+    return "/run/ocirun"
 
 
 def program_name() -> str:

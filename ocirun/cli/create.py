@@ -19,7 +19,8 @@ def create_options(opts: dict, ctx):
     return CreateOptions(opts["bundle"], opts["pid_file"], opts["console_socket"],
                          opts["no_pivot"], opts["preserve_fds"],
                          new_keyring=not opts["no_new_keyring"],
-                         systemd_cgroup=ctx.systemd_cgroup)  # fmt: skip
+                         systemd_cgroup=ctx.systemd_cgroup,
+                         rootless_cgroups=ctx.rootless_cgroups)  # fmt: skip
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:

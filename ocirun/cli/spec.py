@@ -5,7 +5,7 @@ from ocirun.cli.options import opt
 USAGE = "spec [--bundle DIR]"
 OPTIONS = [
     opt("--bundle", "-b", default=".", help="directory to write config.json to"),
-    opt("--rootless", kind=bool, help="not supported yet"),
+    opt("--rootless", kind=bool, help="a config for an unprivileged user (see to_rootless)"),
 ]
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -105,17 +105,45 @@ def default_spec() -> dict:
     }
 
 
+def to_rootless(spec: dict) -> None:
+    """runc's spec --rootless: what an unprivileged user can set up.
+
+    A user namespace mapping the caller's uid and gid to 0 (the only ids a user may map
+    without newuidmap); no network namespace (making one is allowed, but the user could not
+    give it any device); /sys bound from the host, since sysfs may only be mounted by the
+    owner of the network namespace; no uid=/gid= mount options (ids not mapped); no
+    linux.resources (a user gets no cgroup to write them to). Devices are bound from the host
+    by create, in any user namespace (mknod is not allowed there)."""
+    import os
+
+    linux = spec["linux"]
+    linux["namespaces"] = [
+        ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")
+    ] + [{"type": "user"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    for mount in spec["mounts"]:
+        if mount["destination"].rstrip("/") == "/sys":
+            mount.update(
+                type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"]
+            )
+        elif "options" in mount:
+            mount["options"] = [o for o in mount["options"] if not o.startswith(("uid=", "gid="))]
+    del linux["resources"]
+
+
 def run(ctx, opts: dict, args: list[str]) -> int:
     import os
 
     from ocirun import jsonio
     from ocirun.errors import UsageError
 
+    spec = default_spec()
     if opts["rootless"]:
-        raise UsageError("spec --rootless: rootless containers are not supported yet")
+        to_rootless(spec)
     path = os.path.join(opts["bundle"], "config.json")
     if os.path.exists(path):
         raise UsageError(f"File {path} exists. Remove it first")
     with open(path, "w") as f:
-        f.write(jsonio.dumps_pretty(default_spec()) + "\n")
+        f.write(jsonio.dumps_pretty(spec) + "\n")
     return 0

@@ -30,7 +30,7 @@ class CreateOptions:
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  preserve_fds: int = 0, new_keyring: bool = True,
-                 systemd_cgroup: bool = False) -> None:  # fmt: skip
+                 systemd_cgroup: bool = False, rootless_cgroups: bool = False) -> None:  # fmt: skip
         self.bundle = os.path.abspath(bundle)
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -38,6 +38,7 @@ class CreateOptions:
         self.preserve_fds = preserve_fds
         self.new_keyring = new_keyring
         self.systemd_cgroup = systemd_cgroup  # the global --systemd-cgroup
+        self.rootless_cgroups = rootless_cgroups  # no cgroup where it may not make one
 
 
 def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = False):
@@ -48,7 +49,8 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_lock: bool = 
     spec = cfg.Config(config)
     security.check(spec.process)
     cgroup = cgroups.manager_for(spec.linux.get("cgroupsPath"), container_id,
-                                 opts.systemd_cgroup, spec.annotations)  # fmt: skip
+                                 opts.systemd_cgroup, spec.annotations,
+                                 opts.rootless_cgroups)  # fmt: skip
     os.makedirs(root, 0o700, exist_ok=True)
     state_dir = os.path.join(root, container_id)
     try:
@@ -172,6 +174,10 @@ class Builder:
                     hooks.run(self.config, "createRuntime", self.hook_state(CREATING))
                 # (CGROUP: nothing to do, the init is in its cgroup2 cgroup since PID)
                 channel.send(protocol.GO)
+        except BaseException:
+            if stage1:  # it may be waiting for our answer: waiting for it would hang
+                os.kill(stage1, 9)
+            raise
         finally:
             if stage1:  # (a directly forked init is left alone: it is the container)
                 os.waitpid(stage1, 0)

@@ -11,7 +11,7 @@ need is prepared by the parent before it forks: the Plan.
 
 import os
 
-from ocirun import hooks, security
+from ocirun import hooks, rootless, security
 from ocirun import syscalls as sc
 from ocirun.config import Config
 from ocirun.errors import SetupError
@@ -49,6 +49,7 @@ class Plan:
         os.umask(self.umask)
         self.new_keyring = new_keyring  # a session keyring of its own (runc's "_ses.<id>")
         self.lock_fd = lock_fd  # the parent's lock on the state dir: the children must not hold it
+        self.in_userns = rootless.in_user_namespace()  # ocirun's own: no mknod there either
 
 
 def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
@@ -67,7 +68,7 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     if via_stage1 and host_mounts:
         channel.wait_go()  # PID's answer, before the GO that each host mount waits for
     rootfs = Rootfs(plan.config, plan.bundle, plan.rootfs, new_mountns=not host_mounts,
-                    in_userns="user" in ns,
+                    in_userns="user" in ns or plan.in_userns,
                     on_host_mount=lambda path: _announce_host_mount(channel, path),
                     idmap_trees=plan.idmap_trees)  # fmt: skip
     rootfs.prepare()

@@ -69,7 +69,10 @@ def _give_exec_fifo_to_container(plan: Plan) -> None:
     if "user" in plan.namespaces:
         uid = namespaces.host_id(plan.linux.get("uidMappings", []), 0)
         gid = namespaces.host_id(plan.linux.get("gidMappings", []), 0)
-        os.chown(EXEC_FIFO, uid, gid, dir_fd=plan.state_dir_fd)
+        try:
+            os.chown(EXEC_FIFO, uid, gid, dir_fd=plan.state_dir_fd)
+        except PermissionError:  # rootless, root mapped to a subordinate id: 0622 suffices
+            pass
 
 
 def stage1(plan: Plan, channel: Channel) -> None:
