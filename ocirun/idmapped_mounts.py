@@ -30,7 +30,13 @@ def prepare(spec: Config, bundle: str) -> dict[int, int]:
             if opts.idmap or entry.get("uidMappings") or entry.get("gidMappings"):
                 trees[i] = _tree(spec, bundle, entry, opts, i)
             elif in_userns and (opts.is_bind or entry.get("type") == "bind"):
-                trees[i] = _clone(bundle, entry, opts, i)
+                try:
+                    trees[i] = _clone(bundle, entry, opts)
+                except PermissionError:  # not the host's root (rootless): sources are its own
+                    pass
+                except OSError as exc:
+                    where = f"mounts[{i}] ({entry['destination']})"
+                    raise SetupError(f"{where}: {exc.strerror}") from None
     except BaseException:
         for fd in trees.values():
             os.close(fd)
@@ -43,7 +49,7 @@ def _tree(spec: Config, bundle: str, entry: dict, opts: MountOptions, index: int
         raise ConfigError(f"mounts[{index}]: idmapped mounts must be bind mounts")
     userns_fd = _userns_for(spec, entry, index)
     try:
-        tree = _clone(bundle, entry, opts, index)
+        tree = _clone(bundle, entry, opts)
         try:
             flags = sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if opts.recursive_idmap else 0)
             sc.mount_setattr(tree, "", flags, sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
@@ -55,14 +61,11 @@ def _tree(spec: Config, bundle: str, entry: dict, opts: MountOptions, index: int
         os.close(userns_fd)
 
 
-def _clone(bundle: str, entry: dict, opts: MountOptions, index: int) -> int:
+def _clone(bundle: str, entry: dict, opts: MountOptions) -> int:
     """A detached copy of a bind mount's source (its submounts too with rbind)."""
     source = os.path.join(bundle, entry.get("source") or "")
     recursive = sc.AT_RECURSIVE if opts.flags & sc.MS_REC else 0
-    try:
-        return sc.open_tree(-100, source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | recursive)
-    except OSError as exc:
-        raise SetupError(f"mounts[{index}] ({entry['destination']}): {exc.strerror}") from None
+    return sc.open_tree(-100, source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | recursive)
 
 
 def _userns_for(spec: Config, entry: dict, index: int) -> int:

@@ -23,7 +23,9 @@ class NoCgroup(Manager):
     def create(self) -> None:
         pass
 
-    def open_entry(self) -> Entry:
+    def open_entry(self, sub_cgroups: dict[str, str] | None = None) -> Entry:
+        if sub_cgroups is not None:
+            raise CgroupError("--cgroup: the container has no cgroup of its own")
         return Entry()  # nothing to join: the processes stay where ocirun is
 
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:

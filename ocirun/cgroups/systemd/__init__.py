@@ -134,8 +134,8 @@ class SystemdManager(Manager):
     def write_resources(self, resources: dict, devices: list[dict] | None) -> None:
         self.inner.write_resources(resources, devices)
 
-    def open_entry(self) -> Entry:
-        entry = self.inner.open_entry()
+    def open_entry(self, sub_cgroups: dict[str, str] | None = None) -> Entry:
+        entry = self.inner.open_entry(sub_cgroups)
         if not self.placeholder:
             return entry
         scope_entry = _ScopeEntry(self)
