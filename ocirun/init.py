@@ -203,6 +203,9 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     security.apply_memory_policy(plan.linux)
     entry.join_memory()
     entry.close()
+    # from here on processes of the container may exist (exec): none may read or ptrace the
+    # init, a host interpreter until execve, nor reach it through /proc/1/exe (CVE-2019-5736)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
     channel.send("ready")
     channel.close()
 

@@ -1,0 +1,103 @@
+"""Attacks from inside a container on the runtime, in the way runc's CVEs did them; each
+test performs the attack and fails on a runtime without the defence.
+
+The runtime here runs on a copy of the interpreter: should an attack get through, the copy
+is what it reaches, never the host's python3.
+"""
+
+import hashlib
+import os
+import shutil
+import sys
+
+import pytest
+from helpers import REPO, Runtime
+
+
+@pytest.fixture
+def copied_runtime(tmp_path):
+    """ocirun on a private copy of the interpreter (and the copy's path)."""
+    interpreter = tmp_path / "python3-copy"
+    shutil.copy2(os.path.realpath(sys.executable), interpreter)
+    launcher = tmp_path / "ocirun"
+    launcher.write_text(f"#!{interpreter} -S\nimport sys\nsys.path[0] = {str(REPO)!r}\n"
+                        "from ocirun.cli import entry\nentry()\n")  # fmt: skip
+    launcher.chmod(0o755)
+    runtime = Runtime(tmp_path / "state", binary=str(launcher))
+    yield runtime, interpreter
+    runtime.cleanup()
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+ATTACK = (
+    "cat /proc/$T/exe > /dev/null 2>&1 && echo READ; "
+    "(exec 3<>/proc/$T/exe) 2>/dev/null && echo OPENED; "
+    "readlink /proc/$T/fd/0 > /dev/null 2>&1 && echo FD; "
+    "cat /proc/$T/environ > /dev/null 2>&1 && echo ENVIRON; "
+    "echo done"
+)
+
+
+def status_field(pid: int, name: str) -> list[str]:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split()[1:] for line in f if line.startswith(name + ":"))
+
+
+def effective_caps(pid: int) -> str:
+    return status_field(pid, "CapEff")[0]
+
+
+def test_an_init_with_the_containers_caps_cannot_be_reached_through_proc_exe(
+    copied_runtime, make_bundle, cid, tmp_path
+):  # fmt: skip
+    """CVE-2019-5736: until execve the init is the host's interpreter. Held just before its
+    execve, with the container's own capabilities (so they no longer shield it), by a
+    seccomp agent that is slow to accept the listener, it must still be out of reach of a
+    process of a container sharing its pid namespace (a pod): not readable, not writable, no
+    fds, no environ."""
+    import socket
+    import subprocess
+    import time
+
+    ocirun, interpreter = copied_runtime
+    before = digest(interpreter)
+    agent_path = str(tmp_path / "agent.sock")
+    agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    agent.bind(agent_path)
+    agent.listen(0)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(agent_path)  # the backlog is full: `start` will wait in connect
+    pod = make_bundle(["sleep", "300"])
+    ocirun("run", "-d", "--bundle", pod.write(), f"{cid}-pod", check=True)
+    pod_pid = ocirun.state(f"{cid}-pod")["pid"]
+    bundle = make_bundle(["true"])
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] == "pid":
+            ns["path"] = f"/proc/{pod_pid}/ns/pid"
+    bundle.config["process"]["noNewPrivileges"] = True
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": agent_path,
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+    }  # fmt: skip
+    ocirun("create", "--bundle", bundle.write(), cid, check=True)
+    init = ocirun.state(cid)["pid"]
+    starting = subprocess.Popen([ocirun.binary, "--root", str(ocirun.root), "start", cid],
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        own_caps = effective_caps(os.getpid())
+        deadline = time.monotonic() + 20
+        while effective_caps(init) == own_caps and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the init has taken the container's capabilities
+        assert effective_caps(init) != own_caps
+        assert os.readlink(f"/proc/{init}/exe") == str(interpreter)  # the target is there
+        target = status_field(init, "NSpid")[-1]  # its pid in the pod's namespace
+        result = ocirun("exec", "--env", f"T={target}", f"{cid}-pod", "sh", "-c", ATTACK)
+        assert result.stdout.split() == ["done"], result
+    finally:
+        filler.close()
+        agent.close()  # `start` fails to connect: the init is killed before its execve
+        starting.wait(timeout=30)
+    assert digest(interpreter) == before
