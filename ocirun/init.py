@@ -193,11 +193,11 @@ def stage2(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     rootfs.enter(plan.no_pivot)
     os.makedirs(plan.process["cwd"], 0o755, exist_ok=True)  # as runc: a missing cwd is created
     _set_sysctls(plan.linux.get("sysctl") or {})  # inside: before /proc/sys turns read-only
-    rootfs.finalize()
-    if plan.process.get("terminal"):
+    if plan.process.get("terminal"):  # before finalize, as runc: /dev may turn read-only there
         from ocirun import terminal
 
         terminal.setup_console(plan.console_fd, plan.process.get("consoleSize"))
+    rootfs.finalize()
     program = find_program(plan.process)
     security.apply_rlimits(plan.process)
     security.apply_memory_policy(plan.linux)
