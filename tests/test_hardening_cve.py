@@ -101,3 +101,63 @@ def test_an_init_with_the_containers_caps_cannot_be_reached_through_proc_exe(
         agent.close()  # `start` fails to connect: the init is killed before its execve
         starting.wait(timeout=30)
     assert digest(interpreter) == before
+
+
+FD_NUMBERS = range(3, 16)
+
+
+@pytest.mark.parametrize("fd", FD_NUMBERS)
+def test_a_cwd_through_proc_self_fd_never_lands_outside(ocirun, make_bundle, cid, fd):
+    """CVE-2024-21626: cwd /proc/self/fd/N for any fd the init might hold. The program either
+    does not run, or runs inside the container's root (getcwd works, / is the rootfs)."""
+    bundle = make_bundle()
+    bundle.config["process"]["cwd"] = f"/proc/self/fd/{fd}"
+    bundle.config["process"]["args"] = ["sh", "-c", "pwd && test -x /bin/busybox && echo in"]
+    result = ocirun("run", "--bundle", bundle.write(), cid)
+    if result.returncode == 0:
+        assert result.stdout.splitlines()[-1] == "in" and "(unreachable)" not in result.stdout
+    else:
+        assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("fd", FD_NUMBERS)
+def test_an_exec_cwd_through_proc_self_fd_never_lands_outside(ocirun, make_bundle, cid, fd):
+    bundle = make_bundle(["sleep", "300"])
+    ocirun("run", "-d", "--bundle", bundle.write(), cid, check=True)
+    result = ocirun("exec", "--cwd", f"/proc/self/fd/{fd}", cid, "sh", "-c",
+                    "pwd && test -x /bin/busybox && echo in")  # fmt: skip
+    if result.returncode == 0:
+        assert result.stdout.splitlines()[-1] == "in" and "(unreachable)" not in result.stdout
+    else:
+        assert "internal error" not in result.stderr
+
+
+def test_the_init_holds_no_host_directory_while_it_waits(ocirun, make_bundle, cid):
+    """While created, the init's fds: stdio, and nothing that is a directory of the host
+    but the state directory it needs to open the exec fifo at start."""
+    bundle = make_bundle()
+    ocirun("create", "--bundle", bundle.write(), cid, check=True)
+    init = ocirun.state(cid)["pid"]
+    held = {}
+    for name in os.listdir(f"/proc/{init}/fd"):
+        held[int(name)] = os.readlink(f"/proc/{init}/fd/{name}")
+    extra = {fd: target for fd, target in held.items() if fd > 2}
+    assert list(extra.values()) == [str(ocirun.root / cid)], held
+
+
+def test_a_host_directory_passed_as_fd_3_is_never_the_cwd(ocirun, make_bundle, cid, tmp_path):
+    """The defence itself: a host directory the caller hands in (--preserve-fds) and a cwd
+    naming it: the program must not start there (runc: possible breakout detected)."""
+    secret = tmp_path / "host-dir"
+    secret.mkdir()
+    (secret / "host-secret").write_text("x")
+    bundle = make_bundle(["sh", "-c", "ls; pwd"])
+    bundle.config["process"]["cwd"] = "/proc/self/fd/3"
+    directory = os.open(secret, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        result = ocirun("run", "--preserve-fds", "1", "--bundle", bundle.write(), cid,
+                        preexec_fn=lambda: os.dup2(directory, 3), pass_fds=(3,))  # fmt: skip
+    finally:
+        os.close(directory)
+    assert "host-secret" not in result.stdout
+    assert result.returncode == 1 and "possible container breakout detected" in result.stderr
