@@ -161,3 +161,19 @@ def test_a_host_directory_passed_as_fd_3_is_never_the_cwd(ocirun, make_bundle, c
         os.close(directory)
     assert "host-secret" not in result.stdout
     assert result.returncode == 1 and "possible container breakout detected" in result.stderr
+
+
+def test_masking_refuses_a_dev_null_swapped_for_a_symlink(ocirun, make_bundle, cid, rootfs):
+    """CVE-2025-31133: /dev/null replaced (here by a createContainer hook, in the attack by a
+    race through a shared mount) with a symlink to a file the container should not get
+    over a masked path. The mask is bound only from a verified null device."""
+    bundle = make_bundle(["cat", "/proc/version"])
+    root = bundle.own_rootfs(rootfs)
+    (open(os.path.join(root, "secret"), "w")).write("not for the container\n")
+    swap = f"rm -f {root}/dev/null && ln -s /secret {root}/dev/null"
+    bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh",
+                                                   "args": ["sh", "-c", swap]}]}  # fmt: skip
+    bundle.config["linux"]["maskedPaths"] = ["/proc/version"]
+    result = ocirun("run", "--bundle", bundle.write(), cid)
+    assert "not for the container" not in result.stdout
+    assert result.returncode == 1 and "/dev/null is not the null device" in result.stderr
