@@ -177,3 +177,22 @@ def test_masking_refuses_a_dev_null_swapped_for_a_symlink(ocirun, make_bundle, c
     result = ocirun("run", "--bundle", bundle.write(), cid)
     assert "not for the container" not in result.stdout
     assert result.returncode == 1 and "/dev/null is not the null device" in result.stderr
+
+
+def test_the_console_is_never_bound_through_a_swapped_dev_console(ocirun, make_bundle, cid,
+                                                                  rootfs, tmp_path):  # fmt: skip
+    """CVE-2025-52565: /dev/console swapped for a symlink before the console is bound; the
+    pty must not be bound over the symlink's target (a file the container reaches)."""
+    from test_terminal import ConsoleSocket
+
+    bundle = make_bundle(["sh"])
+    root = bundle.own_rootfs(rootfs)
+    open(os.path.join(root, "target"), "w").write("a plain file\n")
+    swap = f"rm -f {root}/dev/console && ln -s /target {root}/dev/console"
+    bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh",
+                                                   "args": ["sh", "-c", swap]}]}  # fmt: skip
+    bundle.config["process"]["terminal"] = True
+    console = ConsoleSocket(tmp_path / "console.sock")
+    result = ocirun("create", "--console-socket", console.path, "-b", bundle.write(), cid)
+    assert result.returncode == 1 and "/dev/console is neither" in result.stderr, result
+    assert cid not in ocirun.ids()
