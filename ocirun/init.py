@@ -17,7 +17,7 @@ to the caller's subreaper (containerd's shim, conmon).
 import gc
 import os
 
-from ocirun import hooks, namespaces, security
+from ocirun import hooks, namespaces, procfs, security
 from ocirun import syscalls as sc
 from ocirun.channel import Channel, describe, run_child
 from ocirun.config import NAMESPACE_FLAGS
@@ -237,7 +237,7 @@ def _own_state(plan: Plan, status: str) -> dict:
 def _set_sysctls(sysctls: dict[str, str]) -> None:
     for key, value in sysctls.items():
         try:
-            sc.write_file("/proc/sys/" + key.replace(".", "/"), value)
+            procfs.write("sys/" + key.replace(".", "/"), value)
         except OSError as exc:
             raise SetupError(f"linux.sysctl: cannot set {key}={value}: {exc.strerror}") from None
 

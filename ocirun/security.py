@@ -2,6 +2,7 @@
 
 import os
 
+from ocirun import procfs
 from ocirun import syscalls as sc
 from ocirun.errors import ConfigError, SetupError
 from ocirun.log import log
@@ -306,4 +307,4 @@ def give_stdio_to(uid: int) -> None:
 
 def write_oom_score_adj(process: dict) -> None:
     if "oomScoreAdj" in process:
-        sc.write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
+        procfs.write("self/oom_score_adj", str(process["oomScoreAdj"]))

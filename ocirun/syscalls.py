@@ -54,6 +54,7 @@ MS_LAZYTIME = 0x2000000
 MNT_DETACH = 0x2
 
 # openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
 
@@ -271,6 +272,13 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_syscall(_NR["capset"], ctypes.byref(header), data), "capset")
+
+
+def fstatfs_type(fd: int) -> int:
+    """f_type of the filesystem fd is on (os.fstatvfs does not give it)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs: f_type is its first field, a long
+    _check(_libc.fstatfs(fd, buf), "fstatfs")
+    return ctypes.c_long.from_buffer(buf).value
 
 
 def capget() -> tuple[int, int, int]:

@@ -196,3 +196,29 @@ def test_the_console_is_never_bound_through_a_swapped_dev_console(ocirun, make_b
     result = ocirun("create", "--console-socket", console.path, "-b", bundle.write(), cid)
     assert result.returncode == 1 and "/dev/console is neither" in result.stderr, result
     assert cid not in ocirun.ids()
+
+
+def test_a_sysctl_is_never_written_through_an_overmount(ocirun, make_bundle, cid, rootfs):
+    """CVE-2025-52881: something mounted over the knob (here by a createContainer hook, in
+    the attack through a race) would take the write. It goes to procfs or nowhere."""
+    bundle = make_bundle(["true"])
+    root = bundle.own_rootfs(rootfs)
+    decoy = os.path.join(root, "decoy")
+    open(decoy, "w").write("untouched\n")
+    knob = f"{root}/proc/sys/net/ipv4/ip_forward"
+    bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", f"mount --bind {decoy} {knob}"]}]}  # fmt: skip
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    result = ocirun("run", "--bundle", bundle.write(), cid)
+    assert open(decoy).read() == "untouched\n"
+    assert result.returncode == 1 and "mounted over it" in result.stderr, result
+
+
+def test_sysctls_and_oom_score_adj_still_reach_procfs(ocirun, make_bundle, cid):
+    bundle = make_bundle()
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    bundle.config["process"]["oomScoreAdj"] = 123
+    probe = "cat /proc/sys/net/ipv4/ip_forward /proc/self/oom_score_adj"
+    bundle.config["process"]["args"] = ["sh", "-c", probe]
+    result = ocirun("run", "--bundle", bundle.write(), cid)
+    assert result.stdout.split() == ["1", "123"], result
