@@ -270,9 +270,26 @@ class Rootfs:
             if paths.is_dir(target):
                 sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY, None)
             else:
-                sc.mount("/dev/null", target, None, sc.MS_BIND)
+                null = self._verified_dev_null()
+                try:
+                    sc.mount(paths.fd_path(null), target, None, sc.MS_BIND)
+                finally:
+                    os.close(null)
         finally:
             os.close(fd)
+
+    def _verified_dev_null(self) -> int:
+        """An fd of the container's /dev/null, checked to be the null device (1:3) itself,
+        not a symlink or another file put there: the mask is bound from this very fd
+        (CVE-2025-31133)."""
+        fd = paths.open_in_root(self.root_fd, "/dev/null", os.O_PATH | os.O_NOFOLLOW)
+        st = os.fstat(fd)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            os.close(fd)
+            raise SetupError(
+                "maskedPaths: /dev/null is not the null device (1:3); refusing to mask with it"
+            )
+        return fd
 
 
 def _hide_full_proc_and_sysfs(rootfs: str) -> None:

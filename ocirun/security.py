@@ -2,6 +2,7 @@
 
 import os
 
+from ocirun import procfs
 from ocirun import syscalls as sc
 from ocirun.errors import ConfigError, SetupError
 from ocirun.log import log
@@ -242,6 +243,7 @@ def finish(process: dict, linux: dict, preserve_fds: int, umask: int,
     switch_user(user)
     if cwd_pending:
         os.chdir(process["cwd"])
+    _check_cwd_inside()
     if seccomp and not nnp:
         _keep_sys_admin_effective()
         _load_seccomp(seccomp, hand_over_listener)
@@ -274,6 +276,18 @@ def _chdir_as_root(cwd: str) -> bool:
     except PermissionError:
         return True
     return False
+
+
+def _check_cwd_inside() -> None:
+    """A cwd reached through an fd of the host (/proc/self/fd/N) is outside our root, where
+    getcwd fails: never let the program start there (CVE-2024-21626)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise SetupError(
+            "current working directory is outside of container mount namespace root -- "
+            "possible container breakout detected"
+        ) from None
 
 
 _CAP_SYS_ADMIN = 21
@@ -321,4 +335,4 @@ def give_stdio_to(uid: int) -> None:
 
 def write_oom_score_adj(process: dict) -> None:
     if "oomScoreAdj" in process:
-        sc.write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
+        procfs.write("self/oom_score_adj", str(process["oomScoreAdj"]))

@@ -110,6 +110,7 @@ MS_LAZYTIME = 0x2000000
 MNT_DETACH = 0x2
 
 # openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
 
@@ -328,6 +329,13 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_syscall(_NR["capset"], byref(header), data), "capset")
+
+
+def fstatfs_type(fd: int) -> int:
+    """f_type of the filesystem fd is on (os.fstatvfs does not give it)."""
+    buf = (c_long * 32)()  # room for struct statfs, whose first field f_type is a long
+    _check(_libc.fstatfs(fd, buf), "fstatfs")
+    return buf[0]
 
 
 def capget() -> tuple[int, int, int]:

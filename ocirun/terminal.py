@@ -14,13 +14,14 @@ container's root (its imports would not be found there).
 import _socket
 import fcntl
 import os
+import stat
 
 from ocirun.errors import SetupError, UsageError
 
 TIOCGWINSZ = 0x5413
 TIOCSWINSZ = 0x5414
 TIOCSCTTY = 0x540E
-TIOCGPTN = 0x80045430
+TIOCGPTPEER = 0x5441
 TIOCSPTLCK = 0x40045431
 SIGWINCH = 28
 
@@ -42,12 +43,14 @@ def setup_console(socket_fd: int, size: dict | None, mount_console: bool = True)
     """Open a pty in the container's devpts, send its master, make the slave our terminal."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        slave_path = _unlock(master)
-        slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        _unlock(master)
+        # the slave from the master itself, never looked up by path in a /dev/pts the
+        # container's side could have changed (CVE-2025-52565)
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         if size:
             set_size(slave, size["height"], size["width"])
         if mount_console:
-            _mount_console(slave_path)
+            _mount_console(slave)
         send_fd(socket_fd, master, "/dev/ptmx")
     finally:
         os.close(master)
@@ -58,22 +61,32 @@ def setup_console(socket_fd: int, size: dict | None, mount_console: bool = True)
     fcntl.ioctl(0, TIOCSCTTY, 0)
 
 
-def _unlock(master: int) -> str:
-    """unlockpt and ptsname: the slave's path in the container's /dev/pts."""
+def _unlock(master: int) -> None:
+    """unlockpt."""
     fcntl.ioctl(master, TIOCSPTLCK, bytes(4))
-    number = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, bytes(4)), "little")
-    return f"/dev/pts/{number}"
 
 
-def _mount_console(slave_path: str) -> None:
-    """Bind the slave onto /dev/console, as runc does for the container's init."""
+def _mount_console(slave: int) -> None:
+    """Bind the slave onto /dev/console, as runc does for the container's init: from the
+    slave's fd onto an fd of /dev/console that is neither a symlink nor a directory."""
     from ocirun import syscalls as sc
 
     try:
-        os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
+        try:
+            target = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open("/dev/console", flags, 0o600))
+            target = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(target).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+                raise SetupError("/dev/console is neither a file nor a device: not binding there")
+            sc.mount(f"/proc/self/fd/{slave}", f"/proc/self/fd/{target}", None, sc.MS_BIND)
+        finally:
+            os.close(target)
     except OSError as exc:
-        raise SetupError(f"cannot bind {slave_path} onto /dev/console: {exc.strerror}") from None
+        raise SetupError(f"cannot bind the console onto /dev/console: {exc.strerror}") from None
 
 
 def send_fd(socket_fd: int, fd: int, name: str) -> None:

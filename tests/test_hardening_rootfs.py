@@ -60,3 +60,22 @@ def test_no_pivot_never_exposes_a_bare_proc(ocirun, make_bundle, cid):
     result = ocirun("run", "--no-pivot", "--bundle", bundle.write(), cid)
     assert "MOUNTED" not in result.stdout
     assert "ermission denied" in result.stdout, result
+
+
+def test_a_read_only_dev_takes_the_console(ocirun, make_bundle, cid, tmp_path):
+    from test_terminal import ConsoleSocket, read_until
+
+    bundle = make_bundle(["sh"])
+    bundle.config["process"]["terminal"] = True
+    for entry in bundle.config["mounts"]:
+        if entry["destination"] == "/dev":
+            entry["options"].append("ro")
+    console = ConsoleSocket(tmp_path / "console.sock")
+    ocirun("create", "--console-socket", console.path, "-b", bundle.write(), cid, check=True)
+    master = console.receive()
+    try:
+        ocirun("start", cid, check=True)
+        os.write(master, b"test -c /dev/console && echo console-$((6*7)); exit\n")
+        assert b"console-42" in read_until(master, b"console-42")
+    finally:
+        os.close(master)

@@ -11,7 +11,7 @@ need is prepared by the parent before it forks: the Plan.
 
 import os
 
-from ocirun import hooks, rootless, security
+from ocirun import hooks, procfs, rootless, security
 from ocirun import syscalls as sc
 from ocirun.config import Config
 from ocirun.errors import SetupError
@@ -109,17 +109,20 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
     rootfs.enter(plan.no_pivot)
     os.makedirs(plan.process["cwd"], 0o755, exist_ok=True)  # as runc: a missing cwd is created
     _set_sysctls(plan.linux.get("sysctl") or {})  # inside: before /proc/sys turns read-only
-    rootfs.finalize()
-    if plan.process.get("terminal"):
+    if plan.process.get("terminal"):  # before finalize, as runc: /dev may turn read-only there
         from ocirun import terminal
 
         terminal.setup_console(plan.console_fd, plan.process.get("consoleSize"))
+    rootfs.finalize()
     path = program.find_program(plan.process)
     security.check_grantable(plan.process)
     security.apply_rlimits(plan.process)
     security.apply_memory_policy(plan.linux)
     entry.join_memory()
     entry.close()
+    # from here on processes of the container may exist (exec): none may read or ptrace the
+    # init, a host interpreter until execve, nor reach it through /proc/1/exe (CVE-2019-5736)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
     log.debug("init: closing the pipe to signal completion")
     log.close()
     channel.send(READY)
@@ -165,7 +168,7 @@ def _own_state(plan: Plan, status: str) -> dict:
 def _set_sysctls(sysctls: dict[str, str]) -> None:
     for key, value in sysctls.items():
         try:
-            sc.write_file("/proc/sys/" + key.replace(".", "/"), value)
+            procfs.write("sys/" + key.replace(".", "/"), value)
         except OSError as exc:
             raise SetupError(f"linux.sysctl: cannot set {key}={value}: {exc.strerror}") from None
 
