@@ -5,7 +5,7 @@ the os module already offers (setresuid, setgroups, mknod, umask, ...) is used f
 """
 
 # What this module needs of ctypes, made from its C core `_ctypes` as ctypes itself makes it:
-# `import ctypes` defines some sixty classes, ~6.5 M instructions (~2 ms) of every create here.
+# `import ctypes` defines some sixty classes on every create (cost: benchmarks/README.md).
 import _ctypes
 import os
 from _ctypes import (
@@ -19,26 +19,12 @@ from _ctypes import (
 )
 
 
-class c_int(_ctypes._SimpleCData):
-    _type_ = "i"
+def _simple_type(code: str) -> type:
+    """A ctypes simple type by its struct-module code, as ctypes itself defines c_int etc."""
+    return type(f"c_{code}", (_ctypes._SimpleCData,), {"_type_": code})
 
 
-class c_uint(_ctypes._SimpleCData):
-    _type_ = "I"
-
-
-class c_long(_ctypes._SimpleCData):
-    _type_ = "l"
-
-
-class c_ulong(_ctypes._SimpleCData):
-    _type_ = "L"
-
-
-class c_uint64(_ctypes._SimpleCData):
-    _type_ = "Q"
-
-
+c_int, c_uint, c_long, c_ulong, c_uint64 = (_simple_type(code) for code in "iIlLQ")
 c_int32, c_uint32 = c_int, c_uint
 
 
