@@ -6,28 +6,27 @@ command fails, leaving the container as it was."""
 from ocirun.cli.options import opt
 
 USAGE = "checkpoint [command options] <container-id>"
-OPTIONS = [
-    opt("--image-path", help="path for saving criu image files"),
+# what checkpoint and restore share (the image, criu's work files, what criu may handle)
+CRIU_OPTIONS = [
+    opt("--image-path", help="path to criu image files"),
     opt("--work-path", help="path for saving work files and logs"),
-    opt("--parent-path", help="path for previous criu image files in pre-dump"),
-    opt("--leave-running", kind=bool, help="leave the process running after checkpointing"),
     opt("--tcp-established", kind=bool, help="allow open tcp connections"),
     opt("--ext-unix-sk", kind=bool, help="allow external unix sockets"),
     opt("--shell-job", kind=bool, help="allow shell jobs"),
-    opt("--lazy-pages", kind=bool, help="use userfaultfd to lazily restore memory pages"),
-    opt(
-        "--status-fd",
-        kind=int,
-        default=-1,
-        help="criu writes \\0 to this fd when lazy-pages is ready",
-    ),
-    opt("--page-server", help="ADDRESS:PORT of the page server"),
     opt("--file-locks", kind=bool, help="handle file locks, for safety"),
-    opt("--pre-dump", kind=bool, help="dump the container's memory only, leave it running"),
     opt("--manage-cgroups-mode", help="cgroups mode: soft, full or strict"),
     opt("--empty-ns", kind=list, help="create a namespace, but do not restore its properties"),
     opt("--auto-dedup", kind=bool, help="enable auto deduplication of memory images"),
+    opt("--lazy-pages", kind=bool, help="use userfaultfd to lazily restore memory pages"),
 ]
+OPTIONS = CRIU_OPTIONS + [
+    opt("--parent-path", help="path for previous criu image files in pre-dump"),
+    opt("--leave-running", kind=bool, help="leave the process running after checkpointing"),
+    opt("--status-fd", kind=int, default=-1,
+        help="criu writes \\0 to this fd when lazy-pages is ready"),
+    opt("--page-server", help="ADDRESS:PORT of the page server"),
+    opt("--pre-dump", kind=bool, help="dump the container's memory only, leave it running"),
+]  # fmt: skip
 
 
 def run(ctx, opts: dict, args: list[str]) -> int:
