@@ -34,13 +34,21 @@ def _run_one(hook: dict, where: str, stdin: bytes, cwd: str | None = None) -> No
             timeout=timeout, close_fds=True, cwd=cwd,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise HookError(f"{where}: {hook['path']} timed out after {timeout}s") from None
+        ended = f"timed out after {timeout}s"
+        raise HookError(f"error running hook {where}: {hook['path']} {ended}") from None
     except OSError as exc:
-        raise HookError(f"{where}: cannot run {hook['path']}: {exc.strerror}") from None
+        why = f"cannot run {hook['path']}: {exc.strerror}"
+        raise HookError(f"error running hook {where}: {why}") from None
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).decode(errors="replace").strip()
         detail = f": {detail.splitlines()[-1]}" if detail else ""
-        raise HookError(f"{where}: {hook['path']} exited with status {result.returncode}{detail}")
+        if result.returncode < 0:  # (subprocess has loaded signal)
+            import signal
+
+            ended = f"killed by signal: {signal.strsignal(-result.returncode).lower()}"
+        else:
+            ended = f"exited with status {result.returncode}"
+        raise HookError(f"error running hook {where}: {hook['path']} {ended}{detail}")
 
 
 def _env(hook: dict) -> dict[str, str]:

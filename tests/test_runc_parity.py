@@ -133,6 +133,26 @@ def test_create_container_hooks_run_in_the_rootfs(ocirun, make_bundle, cid, tmp_
     assert out.read_text() == bundle.config["root"]["path"] + "\n"
 
 
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_start_container_hooks_run_under_the_seccomp_filter(
+    ocirun, make_bundle, cid, no_new_privileges
+):
+    """As runc: startContainer hooks run last before execve, with the process's filter."""
+    bundle = make_bundle(["true"])
+    bundle.config["process"]["noNewPrivileges"] = no_new_privileges
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}],
+    }
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/foo"]}
+    bundle.config["hooks"] = {"startContainer": [hook]}
+    ocirun("create", "-b", bundle.write(), cid, check=True)
+    result = ocirun("start", cid)
+    assert result.returncode != 0
+    assert "error running hook" in result.stderr and "bad system call" in result.stderr
+    assert ocirun("state", cid).returncode != 0 or ocirun.state(cid)["status"] == "stopped"
+
+
 def test_userns_bind_source_only_the_host_root_may_enter(
     ocirun, make_bundle, cid, userns_rootfs, tmp_path
 ):

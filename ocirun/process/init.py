@@ -130,11 +130,17 @@ def run(plan: Plan, channel: Channel, via_stage1: bool) -> None:
 
     fifo = wait_for_start(plan)
     hand_over = None
-    if fifo >= 0:
+    if fifo >= 0 and security.notifies(plan.linux):
         from ocirun.seccomp_agent import hand_over_through_fifo
 
-        hand_over = hand_over_through_fifo(fifo)
-    program.execute(path, plan.process, plan.linux, plan.preserve_fds, plan.umask, hand_over)
+        hand_over = hand_over_through_fifo(fifo)  # start reads the listener, then closes it
+        fifo = -1
+
+    def start_hooks() -> None:
+        _run_start_container_hooks(plan, fifo)
+
+    program.execute(path, plan.process, plan.linux, plan.preserve_fds, plan.umask, hand_over,
+                    start_hooks if hooks.has(plan.config, "startContainer") else None)  # fmt: skip
 
 
 def _announce_host_mount(channel: Channel, path: str) -> None:
@@ -174,17 +180,28 @@ def _set_sysctls(sysctls: dict[str, str]) -> None:
 
 
 def wait_for_start(plan: Plan) -> int:
-    """Block until `ocirun start` opens the exec fifo; startContainer hooks; report to start,
-    or return the fifo when the report waits for the seccomp filter's listener."""
+    """Block until `ocirun start` opens the exec fifo. Report "0" to it then, or return it
+    while start waits for more: the startContainer hooks' outcome, or a seccomp listener."""
     fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
     os.close(plan.state_dir_fd)
-    try:
-        hooks.run(plan.config, "startContainer", _own_state(plan, "created"))
-    except BaseException as exc:
-        os.write(fifo, f"{ERROR} {describe(exc)}".encode())
-        os._exit(1)
-    if security.notifies(plan.linux):
+    if hooks.has(plan.config, "startContainer") or security.notifies(plan.linux):
         return fifo
     os.write(fifo, b"0")
     os.close(fifo)
     return -1
+
+
+def _run_start_container_hooks(plan: Plan, fifo: int) -> None:
+    """As runc runs them: last before execve, as the process's user, with its capabilities and
+    seccomp filter. Their outcome goes to start through the fifo (when it still waits)."""
+    try:
+        hooks.run(plan.config, "startContainer", _own_state(plan, "created"))
+    except BaseException as exc:
+        if fifo >= 0:
+            os.write(fifo, f"{ERROR} {describe(exc)}".encode())
+        else:
+            os.write(2, f"ocirun: {describe(exc)}\n".encode())
+        os._exit(1)
+    if fifo >= 0:
+        os.write(fifo, b"0")
+        os.close(fifo)

@@ -51,12 +51,14 @@ def home_directory(uid: int) -> str:
 
 
 def execute(program: str, process: dict, linux: dict, preserve_fds: int, umask: int,
-            hand_over_listener=None) -> None:  # fmt: skip
+            hand_over_listener=None, before_exec=None) -> None:  # fmt: skip
     """Process security in runc's order (security.finish; hand_over_listener passes a seccomp
-    listener on to its agent), then execve with process.env and a HOME from /etc/passwd when
-    it has none."""
+    listener on to its agent), then before_exec() (the init's startContainer hooks), then
+    execve with process.env and a HOME from /etc/passwd when it has none."""
     env = environment(process)
     if "HOME" not in env:
         env["HOME"] = home_directory(process.get("user", {}).get("uid", 0))
     security.finish(process, linux, preserve_fds, umask, hand_over_listener)
+    if before_exec is not None:
+        before_exec()
     os.execve(program, process["args"], env)
