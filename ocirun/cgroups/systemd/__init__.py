@@ -94,18 +94,26 @@ class SystemdManager(Manager):
 
         devices = [*(resources.get("devices") or []), *DEFAULT_RULES]
         with_devices = {**resources, "devices": devices}
-        bus = self._connection()
-        self.placeholder = _fork_placeholder()
+        self.placeholder = _fork_placeholder()  # (before connecting: it keeps no socket)
         try:
             props = properties.unit_properties(self.slice, self.unit, self.placeholder, self.v2)
             props += properties.resource_properties(with_devices, self.v2, self._systemd_version)
             props += self.extra
-            self._start(bus, props)
+            self._start(self._connection(), props)
             self.inner.create()
             self.inner.write_resources(resources, devices)
         except BaseException:
             self._end_placeholder()
             raise
+        finally:
+            self._disconnect()  # the init, forked next, must not hold systemd's connection
+
+    def _disconnect(self) -> None:
+        """Close the connection: systemd sends every signal to each private connection, and
+        one that a process keeps open without reading fills up on systemd's side."""
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
 
     def _start(self, bus, props: list[tuple]) -> None:
         from ocirun.cgroups.systemd.dbus import DBusError
