@@ -19,8 +19,19 @@ CGROUP = "/sys/fs/cgroup"
 SHOWN = [
     "ActiveState", "LoadState", "ControlGroup", "Slice", "Delegate", "MemoryMax", "MemoryLow",
     "TasksMax", "CPUQuotaPerSecUSec", "CPUQuotaPeriodUSec", "CPUWeight", "TimeoutStopUSec",
-    "CollectMode", "DevicePolicy",
+    "CollectMode", "DevicePolicy", "Description",
 ]  # fmt: skip
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess:
+    """Exit status and output; the output goes through files, not pipes, which a
+    container's init would hold open after `create` (it keeps its stdio)."""
+    print("+", *argv, file=sys.stderr, flush=True)  # progress, for a guest that hangs
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=120)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, done.returncode, out.read(), err.read())
 
 
 class Runtime:
@@ -28,16 +39,7 @@ class Runtime:
         self.binary, self.root = binary, root
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        """The runtime's exit status and output; the output goes through files, not pipes,
-        which a container's init would hold open after `create` (as it keeps its stdio)."""
-        argv = [self.binary, "--root", self.root, "--systemd-cgroup", *args]
-        print("+", *argv, file=sys.stderr, flush=True)  # progress, for a guest that hangs
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                  timeout=120)  # fmt: skip
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(argv, done.returncode, out.read(), err.read())
+        return run([self.binary, "--root", self.root, "--systemd-cgroup", *args])
 
 
 def show(unit: str) -> dict[str, str]:
@@ -177,13 +179,41 @@ def default(runtime: Runtime, rootfs: str, name: str) -> dict:
     return result
 
 
+def podman(runtime: Runtime, rootfs: str, name: str) -> dict:
+    """podman with its systemd cgroup manager, driving the runtime (linked as "runc", the
+    name podman passes --log to)."""
+    links = f"/tmp/runtime-{name}"
+    os.makedirs(links, exist_ok=True)
+    if not os.path.exists(f"{links}/runc"):
+        os.symlink(runtime.binary, f"{links}/runc")
+    base = ["podman", "--cgroup-manager", "systemd", "--runtime", f"{links}/runc"]
+    box = ["--network", "none", "--rootfs", rootfs]
+    result: dict = {}
+    echo = run([*base, "run", "--rm", *box, "echo", "hello"])
+    result["echo"] = [echo.returncode, echo.stdout, echo.stderr]
+    cname = f"pod-{name}"
+    started = run([*base, "run", "-d", "--name", cname, "--memory", "64m", "--pids-limit", "20",
+                   *box, "sleep", "1000"])  # fmt: skip
+    result["run_d"] = [started.returncode, started.stderr]
+    unit = f"libpod-{started.stdout.strip()}.scope"
+    result["unit"] = show(unit)
+    limits = run([*base, "exec", cname, "cat", "/sys/fs/cgroup/memory.max",
+                  "/sys/fs/cgroup/pids.max"])  # fmt: skip
+    result["exec"] = [limits.returncode, limits.stdout.split(), limits.stderr]
+    stopped = run([*base, "stop", "-t", "1", cname])
+    removed = run([*base, "rm", cname])
+    result["stop_rm"] = [stopped.returncode, removed.returncode, removed.stderr]
+    result["after"] = show(unit)
+    return result
+
+
 def main() -> None:
     binary, rootfs = sys.argv[1], sys.argv[2]
     name = os.path.basename(binary)
     shutil.rmtree("/tmp/bundles", ignore_errors=True)
     runtime = Runtime(binary, f"/run/sdtest-{name}")
     report = {"systemd": show("-.slice").get("LoadState", "")}
-    for step in (limits, nested, default):
+    for step in (limits, nested, default, podman):
         try:
             report[step.__name__] = step(runtime, rootfs, name)
         except Exception as exc:  # keep going: the test reports which step broke

@@ -71,6 +71,14 @@ def test_scope_with_limits_is_made(runtime):
     assert step["init_cgroup"] == f"0::/system.slice/ocirun-{name}-limits.scope"
 
 
+def test_unit_description(runtime):
+    name, report = runtime
+    description = report["limits"]["created"]["Description"]
+    assert description == {"ocirun": "ocirun", "runc": "libcontainer"}[name] + (
+        f" container {name}-limits"
+    )
+
+
 def test_annotations_become_unit_properties(runtime):
     _, report = runtime
     unit = report["limits"]["created"]
@@ -134,3 +142,16 @@ def test_default_unit_name(runtime):
     assert step["create_rc"] == 0, step["create_err"]
     assert step["unit"] == f"{name}-{name}-default.scope"  # ":<runtime>:<id>"
     assert step["created"]["ControlGroup"] == f"/system.slice/{name}-{name}-default.scope"
+
+
+def test_podman_with_its_systemd_cgroup_manager(runtime):
+    """podman --cgroup-manager systemd: the container is libpod-ID.scope, with its limits."""
+    _, report = runtime
+    step = report["podman"]
+    assert step["echo"][:2] == [0, "hello\n"], step["echo"]
+    assert step["run_d"][0] == 0, step["run_d"]
+    assert step["unit"]["ActiveState"] == "active"
+    assert step["unit"]["MemoryMax"] == str(64 << 20) and step["unit"]["TasksMax"] == "20"
+    assert step["exec"][:2] == [0, [str(64 << 20), "20"]], step["exec"]
+    assert step["stop_rm"][:2] == [0, 0], step["stop_rm"]
+    assert step["after"]["LoadState"] == "not-found"
