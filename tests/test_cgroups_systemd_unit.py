@@ -133,7 +133,8 @@ def test_a_bad_annotation_is_refused_before_anything_is_made(host):
 
 
 def test_unit_properties_of_a_scope_and_a_slice():
-    scope = dict(properties.unit_properties("system.slice", "p-x.scope", 42, True))
+    scope = dict(properties.unit_properties("system.slice", "p-x.scope", 42, True, "x"))
+    assert scope["Description"] == ("s", "ocirun container x")
     assert scope["Slice"] == ("s", "system.slice") and scope["Delegate"] == ("b", True)
     assert scope["PIDs"] == ("au", [42]) and scope["DefaultDependencies"] == ("b", False)
     assert scope["IOAccounting"] == ("b", True) and scope["TasksAccounting"] == ("b", True)

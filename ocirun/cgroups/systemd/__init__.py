@@ -39,6 +39,7 @@ def manager_for(cgroups_path: str | None, container_id: str, annotations: dict) 
     inner = placement.manager_for(location, container_id)
     manager = SystemdManager(inner, unit, detect.host().mode == "unified", slice_, extra)
     manager.started = False
+    manager.name = cgroups_path.split(":")[2] if cgroups_path else container_id
     return manager
 
 
@@ -56,6 +57,7 @@ class SystemdManager(Manager):
         self.started = True  # False for a new container until StartTransientUnit
         self._bus = None
         self._version = 0
+        self.name = ""  # the container's name in cgroupsPath, for the unit's Description
 
     @property
     def location(self) -> str:
@@ -94,18 +96,28 @@ class SystemdManager(Manager):
 
         devices = [*(resources.get("devices") or []), *DEFAULT_RULES]
         with_devices = {**resources, "devices": devices}
-        bus = self._connection()
-        self.placeholder = _fork_placeholder()
+        self.placeholder = _fork_placeholder()  # (before connecting: it keeps no socket)
         try:
-            props = properties.unit_properties(self.slice, self.unit, self.placeholder, self.v2)
+            props = properties.unit_properties(
+                self.slice, self.unit, self.placeholder, self.v2, self.name
+            )
             props += properties.resource_properties(with_devices, self.v2, self._systemd_version)
             props += self.extra
-            self._start(bus, props)
+            self._start(self._connection(), props)
             self.inner.create()
             self.inner.write_resources(resources, devices)
         except BaseException:
             self._end_placeholder()
             raise
+        finally:
+            self._disconnect()  # the init, forked next, must not hold systemd's connection
+
+    def _disconnect(self) -> None:
+        """Close the connection: systemd sends every signal to each private connection, and
+        one that a process keeps open without reading fills up on systemd's side."""
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
 
     def _start(self, bus, props: list[tuple]) -> None:
         from ocirun.cgroups.systemd.dbus import DBusError

@@ -15,12 +15,14 @@ DEFAULT_CPU_PERIOD = 100000  # µs, the kernel's default cfs period
 ANNOTATION_PREFIX = "org.systemd.property."
 
 
-def unit_properties(slice_: str, unit: str, pid: int, v2: bool) -> list[tuple]:
-    """What every unit gets at StartTransientUnit, before its resources."""
+def unit_properties(slice_: str, unit: str, pid: int, v2: bool, name: str = "") -> list[tuple]:
+    """What every unit gets at StartTransientUnit, before its resources. name: the last part
+    of cgroupsPath, for the Description (runc's is "libcontainer container NAME")."""
+    properties = [("Description", ("s", f"ocirun container {name}"))] if name else []
     if unit.endswith(".slice"):
-        properties = [("Wants", ("as", [slice_]))]  # a slice's parent follows from its name
+        properties.append(("Wants", ("as", [slice_])))  # its parent follows from its name
     else:
-        properties = [("Slice", ("s", slice_)), ("Delegate", ("b", True))]
+        properties += [("Slice", ("s", slice_)), ("Delegate", ("b", True))]
     properties.append(("PIDs", ("au", [pid])))
     io_accounting = "IOAccounting" if v2 else "BlockIOAccounting"
     for name in ("MemoryAccounting", "CPUAccounting", io_accounting, "TasksAccounting"):
