@@ -50,6 +50,7 @@ REQUIREMENT_KEYS = {
     "mount_option",
     "host_path",
     "no_host_path",
+    "any_host_path",
     "controller",
     "cgroup",
 }

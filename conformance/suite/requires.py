@@ -42,6 +42,8 @@ def host_has_v1_controllers() -> bool:
 def host_lacks(kind: str, value: str) -> str | None:
     if kind == "host_path" and not Path(value).exists():
         return f"host lacks {value}"
+    if kind == "any_host_path" and not any(Path(p).exists() for p in value.split("|")):
+        return f"host lacks all of {value.replace('|', ', ')}"
     if kind == "no_host_path" and Path(value).exists():
         return f"host has {value}"
     if kind == "controller":
