@@ -123,6 +123,15 @@ def test_deeply_nested_config_json(bad_bundle, depth, where):
     bad_bundle(text.encode())
 
 
+@pytest.mark.parametrize("depth", [700, 900, 977, 990])
+def test_nesting_near_the_recursion_limit_in_annotations(bad_bundle, depth):
+    """Found by the long run: objects nested ~977 deep passed the JSON scanner, then wording
+    the schema error recursed too deep (an internal error)."""
+    config = dict(bad_bundle.base, annotations={"k": "NESTED"})
+    nested = "{" + '"a":{' * depth + "}" * depth + "}"
+    bad_bundle(json.dumps(config).replace('"NESTED"', nested).encode())
+
+
 @fuzz
 @given(document=json_documents())
 def test_any_json_document_as_config_json(bad_bundle, document):

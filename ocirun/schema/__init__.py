@@ -52,6 +52,9 @@ def _validate(ref: str, doc: dict, label: str) -> None:
     load_site_packages()  # jsonschema lives there; the launcher may have skipped `site`
     from ocirun.schema.explain import first_error
 
-    error = first_error(ref, doc)
+    try:
+        error = first_error(ref, doc)
+    except RecursionError:  # jsonschema recurses once per level of nesting
+        raise ConfigError(f"{label}: nested too deeply to check against the schema") from None
     if error is not None:
         raise ConfigError(f"{label}: {error}")
