@@ -7,9 +7,8 @@ They lock the container where runc does, check its status and call on the proces
 inside them.
 """
 
-import os
+import posix  # not os (stat, posixpath, ...): start and kill load nothing they do not use
 
-from ocirun import hooks
 from ocirun.errors import InvalidState, OcirunError, SetupError
 from ocirun.state import (
     CREATED,
@@ -21,6 +20,8 @@ from ocirun.state import (
     Container,
     Lock,
     check_id,
+    exists,
+    join,
     locked,
     proc_stat,
 )  # fmt: skip
@@ -55,14 +56,14 @@ def _release_init(container: Container) -> None:
     """Open the exec fifo for reading: the init, blocked opening it for writing, goes on."""
     import select
 
-    fd = os.open(container.exec_fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = posix.open(container.exec_fifo, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         data = b""
         while True:
             if poller.poll(50):
-                chunk = os.read(fd, 4096)
+                chunk = posix.read(fd, 4096)
                 if not chunk:
                     break
                 data += chunk
@@ -74,16 +75,18 @@ def _release_init(container: Container) -> None:
             elif not container.init_alive():
                 raise SetupError("container init exited before start")
     finally:
-        os.close(fd)
-    os.unlink(container.exec_fifo)
+        posix.close(fd)
+    posix.unlink(container.exec_fifo)
     if data != b"0":
         destroy(container, CREATED)  # a failed startContainer hook: on to step 12 of the lifecycle
         raise SetupError(data.decode(errors="replace").removeprefix("error "))
 
 
 def _poststart(container: Container) -> None:
-    if not hooks.has(container.config, "poststart"):
+    if not (container.config.get("hooks") or {}).get("poststart"):
         return
+    from ocirun import hooks
+
     try:
         hooks.run(container.config, "poststart", container.oci_state(RUNNING))
     except OcirunError:
@@ -108,7 +111,7 @@ def kill(root: str, container_id: str, signal: int, all_processes: bool = False)
 
 def _signal(pid: int, signal: int) -> None:
     try:
-        os.kill(pid, signal)
+        posix.kill(pid, signal)
     except ProcessLookupError:
         pass
 
@@ -179,7 +182,7 @@ def exec_process(container: Container, process: dict, console_socket: str | None
         raise
     finally:
         if console_fd is not None:
-            os.close(console_fd)
+            posix.close(console_fd)
     if forwarder is None:
         return 0
     return wait_with_terminal(pid, proxy, forwarder)
@@ -258,12 +261,12 @@ def _remove_unfinished(root: str, container_id: str) -> None:
     which the id could not be used again."""
     from ocirun.teardown import remove_state_dir
 
-    state_dir = os.path.join(root, check_id(container_id))
+    state_dir = join(root, check_id(container_id))
     try:
         with Lock(state_dir):
-            if os.path.exists(os.path.join(state_dir, STATE_FILE)):
+            if exists(join(state_dir, STATE_FILE)):
                 return
-            _undo_progress(os.path.join(state_dir, PROGRESS_FILE))
+            _undo_progress(join(state_dir, PROGRESS_FILE))
             remove_state_dir(state_dir)
     except OcirunError:
         pass  # no such container at all
@@ -311,4 +314,6 @@ def destroy(container: Container, status: str) -> None:
     unmount_all(container.data.get("host_mounts", []))
     destroy_cgroup(cgroup)
     remove_state_dir(container.dir)
+    from ocirun import hooks
+
     hooks.run_all_logged(container.config, "poststop", container.oci_state(STOPPED))
