@@ -7,6 +7,7 @@ time namespace only applies to children, so the init is forked after the unshare
 
 import os
 
+from ocirun import procfs
 from ocirun import syscalls as sc
 from ocirun.errors import ConfigError, SetupError
 
@@ -81,7 +82,7 @@ def write_mappings(pid: int, uid_maps: list[dict], gid_maps: list[dict]) -> None
 def _write_map(pid: int, kind: str, text: str, mappings: list[dict], field: str) -> None:
     path = f"/proc/{pid}/{kind}_map"
     try:
-        sc.write_file(path, text)
+        procfs.write(f"{pid}/{kind}_map", text)
         return
     except PermissionError:
         pass
@@ -136,7 +137,7 @@ def write_time_offsets(offsets: dict) -> None:
 
 def _write(path: str, text: str) -> None:
     try:
-        sc.write_file(path, text)
+        procfs.write(path.removeprefix("/proc/"), text)
     except OSError as exc:
         raise SetupError(f"cannot write {path}: {exc.strerror}") from None
 
