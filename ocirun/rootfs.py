@@ -31,7 +31,8 @@ class Rootfs:
         self.on_host_mount = on_host_mount  # called with each mount made in the host namespace
         self.root_fd = -1
         self.new_cgroupns = False  # set by the init once it has unshared a cgroup namespace
-        self.idmap_trees = idmap_trees or {}  # mount index -> detached idmapped tree to attach
+        # mount index -> detached tree to attach (idmapped, or a bind source stage 1 cloned)
+        self.idmap_trees = idmap_trees or {}
         self.readonly_dev: tuple[int, str | None] | None = None  # a /dev to make read-only last
 
     def prepare(self) -> None:
