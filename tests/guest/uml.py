@@ -24,6 +24,7 @@ KERNEL = "/usr/bin/linux.uml"
 MODULES = "/usr/lib/uml/modules"
 HERE = Path(__file__).resolve().parent
 RUN_DIR = "/run/guest"  # the host's run directory, read-write, inside the guest
+CHECKOUT = Path(__file__).resolve().parents[2]  # this repository, which the guest runs from
 OUT_DIR = f"{RUN_DIR}/out"  # files the command leaves here come back in GuestResult.files
 IN_GUEST_ENV = "OCIRUN_IN_GUEST"  # set to "1" for the command in the guest
 DISK = "/dev/ubda"  # the guest's block device (a sparse file in the run directory)
@@ -287,6 +288,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
 mkdir -p {RUN_DIR}
 mount -t hostfs -o {run_dir} hostfs {RUN_DIR}
+{_checkout_mount()}
 # kernel modules (overlay, veth, ...) from the package's tree; the host may have no kmod
 mkdir -p /lib/modules && ln -sfn {MODULES}/{release} /lib/modules/{release}
 [ -x /sbin/modprobe ] || ln -s /bin/busybox /sbin/modprobe
@@ -301,3 +303,17 @@ ip link set lo up 2>/dev/null || /bin/busybox ip link set lo up
     ):
         (run_dir / name).write_text(text)
         (run_dir / name).chmod(mode)
+
+
+def _checkout_mount() -> str:
+    """A checkout below /tmp or /run (a CI clone, say) is hidden by the guest's fresh tmpfs
+    there: show it again at its path, the host's files read-only under a tmpfs overlay."""
+    if not str(CHECKOUT).startswith(("/tmp/", "/run/")):
+        return ""
+    layers = "/run/checkout"
+    return (
+        f"mkdir -p {layers}/lower {layers}/upper {layers}/work {CHECKOUT}\n"
+        f"mount -r -t hostfs -o {CHECKOUT} hostfs {layers}/lower\n"
+        f"mount -t overlay overlay -o lowerdir={layers}/lower,upperdir={layers}/upper,"
+        f"workdir={layers}/work {CHECKOUT}"
+    )
