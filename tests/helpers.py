@@ -17,7 +17,7 @@ CGROUP_PREFIX = f"/ocirun-pytest-{os.getpid()}"
 
 def default_config(rootfs: str, args: list[str], cgroups_path: str) -> dict:
     """`ocirun spec`'s template with terminal off, the given program and a test cgroup."""
-    from ocirun.cli.spec import default_spec
+    from ocirun.spec_template import default_spec
 
     config = copy.deepcopy(default_spec())
     config["process"]["terminal"] = False

@@ -6,8 +6,8 @@ import copy
 import pytest
 
 from ocirun import config as cfg
-from ocirun.cli.spec import default_spec
 from ocirun.errors import ConfigError
+from ocirun.spec_template import default_spec
 
 
 @pytest.fixture
