@@ -45,6 +45,13 @@ def assert_nothing_left(ocirun, bundle_dir: str, rootfs: str, cgroups_path: str)
     assert processes_in(rootfs, cgroups_path) == [], "processes left"
 
 
+def sleeper(make_bundle, rootfs: str) -> tuple[str, str, str]:
+    """A bundle of `sleep 100` with a rootfs of its own: (bundle, rootfs, cgroupsPath)."""
+    bundle = make_bundle(["sleep", "100"])
+    own = bundle.own_rootfs(rootfs)
+    return bundle.write(), own, bundle.config["linux"]["cgroupsPath"]
+
+
 def kill_after(args: list[str], delay: float) -> int:
     """Start ocirun with args, SIGKILL it after delay seconds (if still running); its status."""
     proc = subprocess.Popen([OCIRUN, *args], stdin=subprocess.DEVNULL,
@@ -82,10 +89,7 @@ def test_create_killed_at_random_points_then_delete_force_leaves_nothing(
 def test_start_and_delete_killed_at_random_points_then_delete_force_leaves_nothing(
     ocirun, make_bundle, cid, rootfs
 ):
-    bundle = make_bundle(["sleep", "100"])
-    own = bundle.own_rootfs(rootfs)
-    path = bundle.write()
-    cgroups_path = bundle.config["linux"]["cgroupsPath"]
+    path, own, cgroups_path = sleeper(make_bundle, rootfs)
     rng = random.Random(cid)
     root = ["--root", str(ocirun.root)]
     for round_ in range(ROUNDS):
@@ -100,10 +104,7 @@ def test_start_and_delete_killed_at_random_points_then_delete_force_leaves_nothi
 def test_exec_killed_at_random_points_then_delete_force_leaves_nothing(
     ocirun, make_bundle, cid, rootfs
 ):
-    bundle = make_bundle(["sleep", "100"])
-    own = bundle.own_rootfs(rootfs)
-    path = bundle.write()
-    cgroups_path = bundle.config["linux"]["cgroupsPath"]
+    path, own, cgroups_path = sleeper(make_bundle, rootfs)
     rng = random.Random(cid)
     root = ["--root", str(ocirun.root)]
     ocirun("run", "-d", "-b", path, cid, check=True)
