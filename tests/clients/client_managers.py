@@ -160,6 +160,19 @@ def run_in_pty(argv: list[str], *, rows: int = 30, cols: int = 100, timeout: int
     return status, output.decode(errors="replace").replace("\r", "")
 
 
+def spawn_daemon(argv: list[str], log: Path) -> subprocess.Popen:
+    """A daemon of the tests' own, in a session of its own, its output in log."""
+    with open(log, "w") as log_file:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
+def wait_for_daemon(daemon: subprocess.Popen, log: Path, name: str, up, timeout: float = 10):
+    """Until up() says the daemon serves; its log in the error if it exited instead."""
+    wait_for(lambda: daemon.poll() is not None or up(), name, timeout=timeout)
+    assert daemon.poll() is None, f"{name} failed:\n{log.read_text()}"
+
+
 def wait_for(predicate, what: str, timeout: float = 10):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -342,16 +355,8 @@ class Containerd:
         config = self.home / "config.toml"
         config.write_text(CONTAINERD_CONFIG.format(home=self.home))
         log = self.home / "containerd.log"
-        with open(log, "w") as log_file:
-            self.daemon = subprocess.Popen(
-                ["containerd", f"--config={config}"],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(lambda: self.socket.exists() or self.daemon.poll() is not None, "containerd")
-        assert self.daemon.poll() is None, f"containerd failed:\n{log.read_text()}"
+        self.daemon = spawn_daemon(["containerd", f"--config={config}"], log)
+        wait_for_daemon(self.daemon, log, "containerd", self.socket.exists)
 
     def import_image(self, rootfs: Path):
         make_oci_layout(rootfs, self.home / "image.tar", IMAGE)

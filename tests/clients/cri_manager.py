@@ -27,7 +27,9 @@ from client_managers import (
     pids_using,
     remove_cgroup,
     run,
+    spawn_daemon,
     wait_for,
+    wait_for_daemon,
 )
 from cri_api.v1 import api_pb2 as cri
 from cri_api.v1.api_pb2_grpc import RuntimeServiceStub
@@ -176,16 +178,8 @@ class CriContainerd:
             )
         )
         log = self.home / "containerd.log"
-        with open(log, "w") as log_file:
-            self.daemon = subprocess.Popen(
-                self.netns.argv("containerd", f"--config={config}"),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(lambda: self.socket.exists() or self.daemon.poll() is not None, "containerd")
-        assert self.daemon.poll() is None, f"containerd failed:\n{log.read_text()}"
+        self.daemon = spawn_daemon(self.netns.argv("containerd", f"--config={config}"), log)
+        wait_for_daemon(self.daemon, log, "containerd", self.socket.exists)
         self.channel = grpc.insecure_channel(f"unix://{self.socket}")
         wait_for(self.ready, "the CRI runtime and network to be ready")
 

@@ -22,7 +22,8 @@ from client_managers import (
     pids_using,
     remove_cgroup,
     run_quietly,
-    wait_for,
+    spawn_daemon,
+    wait_for_daemon,
 )
 
 DOCKER = "/usr/bin/docker"  # docker.io's client, the daemon's own version
@@ -88,29 +89,22 @@ class Dockerd:
             if runtime.name != "runc"  # built in: runc from PATH
         ]
         log = self.home / "dockerd.log"
-        with open(log, "w") as log_file:
-            self.daemon = subprocess.Popen(
-                self.netns.argv(
-                    DOCKERD,
-                    f"--config-file={config}",
-                    f"--data-root={self.home}/data",
-                    f"--exec-root={self.home}/exec",
-                    f"--pidfile={self.home}/docker.pid",
-                    f"--host=unix://{self.socket}",
-                    f"--bip={BRIDGE_IP}",
-                    f"--cgroup-parent={self.cgroup_parent}",
-                    "--storage-driver=overlay2",
-                    *runtimes,
-                    f"--default-runtime={DEFAULT_RUNTIME}",
-                    *self.options,
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(lambda: self.daemon.poll() is not None or self.answers(), "dockerd", timeout=30)
-        assert self.daemon.poll() is None, f"dockerd failed:\n{log.read_text()}"
+        argv = self.netns.argv(
+            DOCKERD,
+            f"--config-file={config}",
+            f"--data-root={self.home}/data",
+            f"--exec-root={self.home}/exec",
+            f"--pidfile={self.home}/docker.pid",
+            f"--host=unix://{self.socket}",
+            f"--bip={BRIDGE_IP}",
+            f"--cgroup-parent={self.cgroup_parent}",
+            "--storage-driver=overlay2",
+            *runtimes,
+            f"--default-runtime={DEFAULT_RUNTIME}",
+            *self.options,
+        )
+        self.daemon = spawn_daemon(argv, log)
+        wait_for_daemon(self.daemon, log, "dockerd", self.answers, timeout=30)
 
     def answers(self) -> bool:
         """Whether the daemon answers on its socket (`docker version` needs the server)."""
